@@ -1,0 +1,30 @@
+"""The image processor that travels with the model: the stock transformers class `microsoft/resnet-50` ships.
+
+A stock class (not a custom one) means `AutoImageProcessor.from_pretrained(model_dir)` works anywhere, without
+remote code. We pick the torchvision-backed `ConvNextImageProcessor` on purpose: it is the faster of the two
+transformers offers, and torchvision is a dependency anyway.
+"""
+
+from transformers import ConvNextImageProcessor
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
+
+DEFAULT_IMAGE_SIZE = 224
+
+
+def make_image_processor(image_size: int = DEFAULT_IMAGE_SIZE) -> ConvNextImageProcessor:
+    """Resize the short side to image_size / 0.875, centre-crop image_size², ImageNet mean/std (as resnet-50)."""
+    return ConvNextImageProcessor(
+        size={"shortest_edge": image_size},
+        crop_pct=0.875,
+        resample=PILImageResampling.BICUBIC,
+        do_resize=True,
+        do_rescale=True,
+        do_normalize=True,
+        image_mean=list(IMAGENET_DEFAULT_MEAN),
+        image_std=list(IMAGENET_DEFAULT_STD),
+    )
+
+
+def processor_image_size(processor: ConvNextImageProcessor) -> int:
+    """The square input size the processor produces."""
+    return int(processor.size.shortest_edge)
