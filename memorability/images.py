@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import MemorabilityError
+
 # Decided on purpose: 50 megapixels covers every camera photo in common use (a 48 MP phone sensor included) while
 # refusing decompression bombs long before they cost gigabytes. PIL's own limit (about 89 MP) would warn, not stop.
 MAX_IMAGE_PIXELS = 50_000_000
@@ -22,7 +24,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".
 ImageSource = str | os.PathLike | bytes | Image.Image
 
 
-class ImageLoadError(ValueError):
+class ImageLoadError(MemorabilityError, ValueError):
     """An input that is not a usable image; the message is one sentence naming it."""
 
 

@@ -1,0 +1,38 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both create or update .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export HF_HUB_DISABLE_TELEMETRY := 1
+export GRADIO_ANALYTICS_ENABLED := False
+
+.PHONY: install demo demo-model test bench dist clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo-model: install
+	$(VENV)/bin/memorability demo-model
+
+demo: demo-model
+	$(PY) space/app.py
+
+test: install
+	HF_HUB_OFFLINE=1 $(PY) -m pytest
+
+bench: install
+	$(PY) bench/run_all.py
+
+dist: install
+	rm -rf dist
+	$(PY) -m pip install --quiet --disable-pip-version-check build==1.6.1 twine==7.0.0
+	$(PY) -m build --no-isolation --outdir dist .
+	$(PY) -m twine check dist/*
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache artifacts

@@ -1,0 +1,75 @@
+"""The demo model: a tiny model trained for a minute on generated sample data, so the app runs on any machine.
+
+No trained memorability model is published yet and these machines cannot download one. The demo model's scores
+mean nothing about real photos; every place that serves it says so (`is_demo_model`).
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .sample_data import make_sample_data
+from .training import BEST_DIR, train
+from .training_args import TrainingArguments
+
+CACHE_ENV = "MEMORABILITY_CACHE"
+DEMO_MARKER = "DEMO_MODEL.txt"
+DEMO_NOTICE = (
+    "This is a demo model: a tiny network trained for about a minute on generated pictures (coloured squares with "
+    "texture and a white disc). Its scores say nothing about real photographs.\n"
+)
+
+
+def cache_dir() -> Path:
+    """Where built artefacts live: $MEMORABILITY_CACHE, else ~/.cache/memorability."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "memorability")
+
+
+def demo_model_dir() -> Path:
+    return cache_dir() / "demo-model"
+
+
+def sample_data_dir() -> Path:
+    return cache_dir() / "sample-data"
+
+
+def is_demo_model(model_dir: str | os.PathLike) -> bool:
+    """Whether a local model folder is the demo model (it carries a marker file)."""
+    return (Path(model_dir) / DEMO_MARKER).is_file()
+
+
+def build_demo_model(out_dir: str | os.PathLike | None = None, force: bool = False, epochs: int = 6) -> Path:
+    """Train the demo model on cached sample data (built if absent) and save it to `out_dir` (default: the cache)."""
+    target = Path(out_dir) if out_dir is not None else demo_model_dir()
+    if (target / "config.json").is_file() and not force:
+        return target
+    data = sample_data_dir()
+    if not (data / "splits" / "test_1.txt").is_file():
+        make_sample_data(data, n=1000, seed=0)
+    with tempfile.TemporaryDirectory() as run_dir:
+        arguments = TrainingArguments(
+            data=str(data),
+            output_dir=run_dir,
+            overwrite=True,
+            backbone="tiny",
+            backbone_weights="none",
+            image_size=64,
+            epochs=epochs,
+            batch_size=32,
+            learning_rate=3e-3,
+            backbone_learning_rate=3e-3,
+            head_dropout=0.1,
+            mixed_precision="no",
+            num_workers=0,
+            report_to="none",
+            save_steps=10_000,
+        )
+        train(arguments)
+        staging = target.with_name(target.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(Path(run_dir) / BEST_DIR, staging)
+        (staging / DEMO_MARKER).write_text(DEMO_NOTICE)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)  # atomic: a half-built demo model is never picked up
+    return target

@@ -1,0 +1,183 @@
+"""Scoring images with a trained model: load once, then score PIL images, paths or whole folders in batches."""
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from transformers import AutoImageProcessor
+
+from .errors import MemorabilityError
+from .images import ImageLoadError, ImageSource, load_image
+from .modeling_memorability import MemorabilityModel, first_line
+from .runtime import cpu_has_fast_bf16, default_device
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+MODEL_ENV = "MEMORABILITY_MODEL"
+
+
+class ModelLoadError(MemorabilityError, OSError):
+    """A model folder or Hub id that cannot be loaded; the message says which and why in one sentence."""
+
+
+@dataclass(frozen=True)
+class ScoredFile:
+    """One row of a batch-scoring run: a score, or the reason there is none."""
+
+    path: str
+    score: float | None
+    error: str | None = None
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """The compute dtype for `precision`; "auto" picks bf16 where the hardware computes it natively."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not '{precision}'.")
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bf16() else torch.float32
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def load_model(source: str | os.PathLike) -> tuple[MemorabilityModel, object]:
+    """A model and its image processor from a local folder or a Hub id, or one clear `ModelLoadError`."""
+    try:
+        model = MemorabilityModel.from_pretrained(source)
+        processor = AutoImageProcessor.from_pretrained(source)
+    except (OSError, ValueError, RuntimeError) as error:
+        raise ModelLoadError(f"Could not load a memorability model from '{source}': {first_line(error)}") from None
+    return model, processor
+
+
+class MemorabilityPredictor:
+    """A model in eval mode on one device and precision, with the image processor it was saved with."""
+
+    def __init__(
+        self,
+        model: MemorabilityModel,
+        processor,
+        device: str | torch.device | None = None,
+        precision: str = "auto",
+        batch_size: int = 32,
+    ):
+        self.device = torch.device(device) if device is not None else default_device()
+        self.dtype = resolve_precision(precision, self.device)
+        self.channels_last = self.device.type == "cpu" and self.dtype != torch.float32
+        self.model = model.eval().to(self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.processor = processor
+        self.batch_size = batch_size
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision around a forward pass, or nothing in fp32."""
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def preprocess(self, images: Sequence[ImageSource]) -> torch.Tensor:
+        """Pixel values for a batch, through the model's own image processor."""
+        pictures = [load_image(image) for image in images]
+        return self.processor(pictures, return_tensors="pt")["pixel_values"]
+
+    @torch.inference_mode()
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores (B,) and embeddings (B, D) in float32 on the CPU."""
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        pixel_values = pixel_values.to(self.device, memory_format=memory_format)
+        with self.autocast():
+            output = self.model(pixel_values=pixel_values, return_dict=True)
+        return output.scores.float().cpu(), output.embeddings.float().cpu()
+
+    def predict(self, images: ImageSource | Sequence[ImageSource]) -> float | np.ndarray:
+        """Score one image (→ float) or a list of images (→ array), batch by batch."""
+        if not isinstance(images, (list, tuple)):
+            return float(self.predict([images])[0])
+        scores = [
+            self.forward(self.preprocess(images[start : start + self.batch_size]))[0]
+            for start in range(0, len(images), self.batch_size)
+        ]
+        return torch.cat(scores).numpy() if scores else np.zeros(0, dtype=np.float32)
+
+    def score_files(
+        self, paths: Sequence[str | os.PathLike], num_workers: int = 0, progress=None
+    ) -> Iterator[ScoredFile]:
+        """Score files in batches with decoding in `num_workers` processes; unreadable files become error rows.
+
+        Yields one `ScoredFile` per path, in input order. `progress` (a tqdm-like object) is advanced per file.
+        """
+        loader = DataLoader(
+            ImageFileDataset(paths, self.processor),
+            batch_size=self.batch_size,
+            num_workers=num_workers,
+            collate_fn=collate_files,
+        )
+        for batch in loader:
+            scores = self.forward(batch["pixel_values"])[0].tolist() if batch["indices"] else []
+            by_index = dict(zip(batch["indices"], scores))
+            for index, error in zip(batch["all_indices"], batch["errors"]):
+                yield ScoredFile(str(paths[index]), by_index.get(index), error)
+            if progress is not None:
+                progress.update(len(batch["all_indices"]))
+
+
+class ImageFileDataset(Dataset):
+    """Decode and preprocess files (in DataLoader workers), turning unreadable files into error messages."""
+
+    def __init__(self, paths: Sequence[str | os.PathLike], processor):
+        self.paths = list(paths)
+        self.processor = processor
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
+        try:
+            image = load_image(self.paths[index], name=Path(self.paths[index]).name)
+        except ImageLoadError as error:
+            return index, None, str(error)
+        return index, self.processor(image, return_tensors="pt")["pixel_values"][0], None
+
+
+def collate_files(items: list[tuple[int, torch.Tensor | None, str | None]]) -> dict:
+    """Stack the decoded images of a batch; keep every index and error so that output order is input order."""
+    good = [(index, pixels) for index, pixels, _ in items if pixels is not None]
+    return {
+        "indices": [index for index, _ in good],
+        "pixel_values": torch.stack([pixels for _, pixels in good]) if good else torch.empty(0),
+        "all_indices": [index for index, _, _ in items],
+        "errors": [error for _, _, error in items],
+    }
+
+
+def load_predictor(
+    model: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    precision: str = "auto",
+    batch_size: int = 32,
+) -> MemorabilityPredictor:
+    """Load a model folder or Hub id once (default: $MEMORABILITY_MODEL, else the cached demo model)."""
+    source = resolve_model_source(model)
+    loaded, processor = load_model(source)
+    return MemorabilityPredictor(loaded, processor, device=device, precision=precision, batch_size=batch_size)
+
+
+def resolve_model_source(model: str | os.PathLike | None) -> str:
+    """The model to load: the argument, else $MEMORABILITY_MODEL, else the demo model if it has been built."""
+    if model is not None:
+        return str(model)
+    if os.environ.get(MODEL_ENV):
+        return os.environ[MODEL_ENV]
+    from .demo import demo_model_dir
+
+    if (demo_model_dir() / "config.json").is_file():
+        return str(demo_model_dir())
+    raise ModelLoadError(
+        f"No model given: pass --model with a folder or Hub id, set {MODEL_ENV}, or build the demo model with "
+        "`memorability demo-model`."
+    )

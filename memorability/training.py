@@ -1,0 +1,272 @@
+"""The training loop, on one Accelerator: CPU or GPU, one or many processes, mixed precision, resumable.
+
+train/train.py is a thin command line over `train()`.
+"""
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .data import load_lamem
+from .errors import MemorabilityError
+from .distributed import make_accelerator
+from .evaluation import predict_loader
+from .image_processing import make_image_processor
+from .metrics import regression_metrics
+from .presets import build_model
+from .runtime import cpu_has_fast_bf16
+from .training_args import TrainingArguments
+from .transforms import collate_batch, prepare_for_model
+
+STATES_DIR = "checkpoints"
+BEST_DIR = "best"
+RESULTS_FILE = "train_results.json"
+HISTORY_FILE = "metrics.jsonl"
+
+
+class TrainingError(MemorabilityError, RuntimeError):
+    """A training run that cannot start or go on; the message says why and what to do."""
+
+
+@dataclass
+class TrainerState:
+    """Progress that `save_state` must carry besides weights and optimizer: where we are and the best so far."""
+
+    step: int = 0
+    best_spearman: float = -math.inf
+    best_epoch: int = -1
+    skipped_images: int = 0
+    history: list[dict] = field(default_factory=list)
+
+    def state_dict(self) -> dict:
+        return dict(vars(self))
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+def resolve_mixed_precision(choice: str) -> str:
+    """accelerate's mixed_precision for our 'auto': bf16 where the hardware computes it natively, else fp32."""
+    if choice != "auto":
+        return choice
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_fast_bf16() else "no"
+
+
+def build_accelerator(args: TrainingArguments) -> Accelerator:
+    return make_accelerator(
+        mixed_precision=resolve_mixed_precision(args.mixed_precision),
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_dir=args.output_dir,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+
+
+def check_output_dir(args: TrainingArguments) -> Path:
+    """Refuse to mix two runs in one folder: a new run needs --overwrite, --resume needs a saved state."""
+    output = Path(args.output_dir)
+    has_run = output.is_dir() and any((output / name).exists() for name in (STATES_DIR, BEST_DIR, RESULTS_FILE))
+    if args.resume and not latest_state(output):
+        raise TrainingError(f"Nothing to resume in {output}: it holds no saved state under {STATES_DIR}/.")
+    if has_run and not (args.resume or args.overwrite):
+        raise TrainingError(f"{output} already holds a run; pass --resume to continue it or --overwrite to replace it.")
+    return output
+
+
+def remove_run(output: Path) -> None:
+    """Delete what an earlier run left in `output` (for --overwrite), and nothing else."""
+    for name in (STATES_DIR, BEST_DIR):
+        shutil.rmtree(output / name, ignore_errors=True)
+    for name in (RESULTS_FILE, HISTORY_FILE):
+        (output / name).unlink(missing_ok=True)
+
+
+def latest_state(output: Path) -> Path | None:
+    """The most recent saved state folder (checkpoints/step_N), if any."""
+    states = saved_states(output)
+    return states[-1] if states else None
+
+
+def saved_states(output: Path) -> list[Path]:
+    """Complete saved states, oldest first (a `.partial` folder is an interrupted save and is ignored)."""
+    complete = [path for path in (output / STATES_DIR).glob("step_*") if path.name.split("_")[1].isdigit()]
+    return sorted(complete, key=lambda path: int(path.name.split("_")[1]))
+
+
+def cosine_with_warmup(total_steps: int, warmup_steps: int, frozen_steps: int = 0):
+    """LR multiplier per step: linear warmup then cosine decay; 0 during the first `frozen_steps` (frozen layers)."""
+
+    def multiplier(step: int) -> float:
+        if step < frozen_steps:
+            return 0.0
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return multiplier
+
+
+def make_loader(dataset, batch_size: int, shuffle: bool, args: TrainingArguments) -> DataLoader:
+    # An explicit generator keeps DataLoader iterators from drawing on the global RNG, so a resumed run's dropout
+    # sees exactly the random numbers the uninterrupted run saw.
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=args.num_workers,
+        collate_fn=collate_batch,
+        generator=torch.Generator().manual_seed(args.seed),
+        persistent_workers=False,
+    )
+
+
+def save_model(accelerator: Accelerator, model, processor, folder: Path) -> None:
+    """save_pretrained (model.safetensors + config.json) and the processor beside it, from the main process."""
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model).save_pretrained(folder, safe_serialization=True)
+        processor.save_pretrained(folder)
+    accelerator.wait_for_everyone()
+
+
+def save_training_state(accelerator: Accelerator, output: Path, step: int, keep: int) -> None:
+    """A resumable state (weights, optimizer, scheduler, RNGs, TrainerState); older ones beyond `keep` removed."""
+    final = output / STATES_DIR / f"step_{step}"
+    partial = final.with_name(final.name + ".partial")
+    accelerator.save_state(str(partial))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(final, ignore_errors=True)
+        partial.rename(final)  # a kill during saving leaves a .partial folder, never a half-written state
+        for stale in saved_states(output)[:-keep]:
+            shutil.rmtree(stale, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def train(args: TrainingArguments) -> dict:
+    """Train, validate every epoch, keep the best model by validation Spearman ρ; returns the run's summary."""
+    output = check_output_dir(args)
+    accelerator = build_accelerator(args)
+    set_seed(args.seed)
+    is_main = accelerator.is_local_main_process
+    if accelerator.is_main_process and args.overwrite and not args.resume:
+        remove_run(output)
+    output.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+
+    splits = load_lamem(args.data, split=args.split)
+    processor = make_image_processor(args.image_size)
+    model = build_model(args.backbone, args.backbone_weights, head_dropout=args.head_dropout)
+    train_loader = make_loader(prepare_for_model(splits["train"], processor, train=args.augment), args.batch_size, True, args)
+    val_loader = make_loader(prepare_for_model(splits["validation"], processor, train=False), args.eval_batch_size, False, args)
+
+    steps_per_epoch = math.ceil(math.ceil(len(splits["train"]) / (args.batch_size * accelerator.num_processes)) / args.gradient_accumulation_steps)
+    total_steps = args.epochs * steps_per_epoch
+    if args.max_steps:
+        total_steps = min(total_steps, args.max_steps)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": model.backbone.parameters(), "lr": args.backbone_learning_rate},
+            {"params": model.head.parameters(), "lr": args.learning_rate},
+        ],
+        weight_decay=args.weight_decay,
+    )
+    warmup = round(args.warmup_ratio * total_steps)
+    frozen = args.freeze_backbone_epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, [cosine_with_warmup(total_steps, warmup, frozen), cosine_with_warmup(total_steps, warmup)]
+    )
+    model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(
+        model, optimizer, train_loader, val_loader, scheduler
+    )
+    state = TrainerState()
+    accelerator.register_for_checkpointing(state)
+    if args.resume:
+        accelerator.load_state(str(latest_state(output)))
+    if args.report_to != "none":
+        accelerator.init_trackers("memorability", config={k: v for k, v in args.to_dict().items() if v is not None})
+
+    start_epoch, done_in_epoch = divmod(state.step, steps_per_epoch)
+    progress = tqdm(total=total_steps, initial=state.step, desc="training", disable=not is_main)
+    images_seen, train_seconds = 0, 0.0
+    for epoch in range(start_epoch, args.epochs):
+        if state.step >= total_steps:
+            break
+        model.train()
+        if epoch < args.freeze_backbone_epochs:
+            accelerator.unwrap_model(model).backbone.eval()  # frozen: keep BatchNorm statistics too
+        train_loader.set_epoch(epoch)
+        batches = train_loader
+        if epoch == start_epoch and done_in_epoch:
+            batches = accelerator.skip_first_batches(train_loader, done_in_epoch * args.gradient_accumulation_steps)
+        epoch_skipped = 0
+        tick = time.perf_counter()
+        for batch in batches:
+            epoch_skipped += len(batch["skipped"])
+            with accelerator.accumulate(model):
+                loss = model(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            images_seen += len(batch["labels"]) * accelerator.num_processes
+            if accelerator.sync_gradients:
+                state.step += 1
+                progress.update(1)
+                progress.set_postfix(loss=f"{loss.item():.4f}")
+                accelerator.log({"train/loss": loss.item(), "train/lr_head": scheduler.get_last_lr()[1]}, step=state.step)
+                if state.step % args.save_steps == 0:
+                    save_training_state(accelerator, output, state.step, args.keep_states)
+                if state.step >= total_steps:
+                    break
+        train_seconds += time.perf_counter() - tick
+        state.skipped_images += int(accelerator.reduce(torch.tensor(epoch_skipped, device=accelerator.device), "sum"))
+        metrics = regression_metrics(*predict_loader(model, val_loader, accelerator, desc="validation"))
+        record = {"epoch": epoch, "step": state.step, **{f"val_{k}": v for k, v in metrics.items()}}
+        state.history.append(record)
+        accelerator.log({f"val/{k}": v for k, v in metrics.items() if k != "n"}, step=state.step)
+        if is_main:
+            tqdm.write(
+                f"epoch {epoch}: val Spearman {metrics['spearman']:.4f}, Pearson {metrics['pearson']:.4f}, "
+                f"MSE {metrics['mse']:.5f}" + (f"; skipped {state.skipped_images} unreadable image(s)" if state.skipped_images else "")
+            )
+        improved = not math.isnan(metrics["spearman"]) and metrics["spearman"] > state.best_spearman
+        if improved or state.best_epoch < 0:
+            state.best_spearman, state.best_epoch = metrics["spearman"], epoch
+            save_model(accelerator, model, processor, output / BEST_DIR)
+        if accelerator.is_main_process:
+            (output / HISTORY_FILE).write_text("".join(json.dumps(item) + "\n" for item in state.history))
+        save_training_state(accelerator, output, state.step, args.keep_states)
+    progress.close()
+    summary = {
+        "data": args.data,
+        "split": args.split,
+        "num_processes": accelerator.num_processes,
+        "mixed_precision": accelerator.mixed_precision,
+        "steps": state.step,
+        "best_epoch": state.best_epoch,
+        "best_val_spearman": state.best_spearman,
+        "skipped_images": state.skipped_images,
+        "train_images_per_second": images_seen / train_seconds if train_seconds else None,
+        "history": state.history,
+        "arguments": args.to_dict(),
+    }
+    if accelerator.is_main_process:
+        (output / RESULTS_FILE).write_text(json.dumps(summary, indent=2))
+    accelerator.end_training()
+    return summary

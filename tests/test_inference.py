@@ -1,0 +1,84 @@
+"""The predictor: loads once, scores PIL images, paths and folders in batches, bf16 agrees with fp32."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from memorability.inference import (
+    MemorabilityPredictor,
+    ModelLoadError,
+    load_model,
+    load_predictor,
+    resolve_precision,
+)
+
+
+def photo(seed: int, size: tuple[int, int] = (48, 40)) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8))
+
+
+def test_scores_one_image_a_list_and_paths_alike(tiny_model_dir, tmp_path):
+    predictor = load_predictor(tiny_model_dir, precision="fp32", batch_size=2)
+    images = [photo(seed) for seed in range(5)]
+    for index, image in enumerate(images):
+        image.save(tmp_path / f"{index}.png")
+    from_pil = predictor.predict(images)
+    from_paths = predictor.predict([tmp_path / f"{index}.png" for index in range(5)])
+    assert from_pil.shape == (5,)
+    np.testing.assert_allclose(from_pil, from_paths, atol=1e-6)
+    assert predictor.predict(images[2]) == pytest.approx(float(from_pil[2]), abs=1e-6)
+    assert np.all((from_pil >= 0) & (from_pil <= 1))
+
+
+def test_batching_does_not_change_scores(tiny_model_dir):
+    images = [photo(seed) for seed in range(7)]
+    one = load_predictor(tiny_model_dir, precision="fp32", batch_size=1).predict(images)
+    many = load_predictor(tiny_model_dir, precision="fp32", batch_size=4).predict(images)
+    np.testing.assert_allclose(one, many, atol=1e-5)
+
+
+def test_scores_equal_a_plain_forward_pass(tiny_model_dir):
+    model, processor = load_model(tiny_model_dir)
+    images = [photo(seed) for seed in range(3)]
+    with torch.no_grad():
+        expected = model.eval()(pixel_values=processor(images, return_tensors="pt")["pixel_values"]).scores.numpy()
+    np.testing.assert_allclose(load_predictor(tiny_model_dir, precision="fp32").predict(images), expected, atol=1e-6)
+
+
+def test_bf16_agrees_with_fp32_within_a_hundredth(trained_sample_model):
+    images = [photo(seed, (80, 80)) for seed in range(16)]
+    fp32 = load_predictor(trained_sample_model, precision="fp32").predict(images)
+    bf16 = load_predictor(trained_sample_model, precision="bf16").predict(images)
+    assert np.max(np.abs(fp32 - bf16)) < 0.01
+
+
+def test_score_files_keeps_order_and_reports_unreadable_files(tiny_model_dir, tmp_path):
+    paths = []
+    for index in range(4):
+        path = tmp_path / f"{index}.jpg"
+        photo(index).save(path)
+        paths.append(path)
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    paths.insert(2, tmp_path / "empty.jpg")
+    rows = list(load_predictor(tiny_model_dir, precision="fp32", batch_size=2).score_files(paths))
+    assert [row.path for row in rows] == [str(path) for path in paths]
+    assert rows[2].score is None and "empty" in rows[2].error and "empty.jpg" in rows[2].error
+    assert all(row.score is not None and row.error is None for row in rows[:2] + rows[3:])
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("int4", torch.device("cpu"))
+
+
+def test_missing_model_gives_one_sentence(tmp_path):
+    with pytest.raises(ModelLoadError, match="Could not load a memorability model from"):
+        load_predictor(tmp_path / "nothing-here")
+
+
+def test_predictor_puts_model_in_eval_mode(tiny_model_dir):
+    model, processor = load_model(tiny_model_dir)
+    model.train()
+    assert not MemorabilityPredictor(model, processor, precision="fp32").model.training
