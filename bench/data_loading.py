@@ -6,6 +6,10 @@ generated JPEGs of a realistic size (`memorability.sample_data`) through `prepar
 torch DataLoader, with and without training augmentation, at several worker counts.
 
     python bench/data_loading.py            # table on stdout, JSON in bench/results/data_loading.json
+
+At num_workers=0 the images are preprocessed in the main process with torch's intra-op threads; on a machine busy
+with other work those threads spin-wait against each other (OpenMP's active wait) and img/s can drop several-fold,
+while DataLoader workers run one thread each. The JSON records the load average next to the numbers.
 """
 
 import argparse
@@ -42,7 +46,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model-size", type=int, default=224, help="the processor's output size S (S×S)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="DataLoader num_workers to try")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats of each load; the best is reported")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats of each measurement; the best is reported")
     parser.add_argument("--output", type=Path, default=PROJECT_ROOT / "bench/results/data_loading.json")
     return parser.parse_args()
 
@@ -86,23 +90,22 @@ def time_full_scale(splits_dir: Path, work: Path, repeats: int) -> dict[str, flo
     }
 
 
-def images_per_second(dataset, batch_size: int, num_workers: int) -> float:
-    """One epoch, worker start-up included: what a training epoch pays."""
+def images_per_second(dataset, batch_size: int, num_workers: int, repeats: int) -> float:
+    """Best of `repeats` epochs, worker start-up included (a training epoch pays it too)."""
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_batch)
-    started = time.perf_counter()
-    count = sum(len(batch["image_ids"]) for batch in loader)
-    return count / (time.perf_counter() - started)
+    return len(dataset) / best_of(repeats, lambda: [batch["pixel_values"] for batch in loader])
 
 
 def time_throughput(args: argparse.Namespace, work: Path) -> list[dict]:
     root = make_sample_data(work / "sample", n=args.images, size=args.image_size, progress=False)
     split = load_lamem(root)["train"]
     processor = make_image_processor(args.model_size)
+    prepare_for_model(split, processor, train=True)[0]  # warm-up: first calls into torchvision and the processor
     rows = []
     for train in (True, False):
         prepared = prepare_for_model(split, processor, train=train)
         for workers in args.workers:
-            rate = images_per_second(prepared, args.batch_size, workers)
+            rate = images_per_second(prepared, args.batch_size, workers, args.repeats)
             rows.append({"mode": "train" if train else "eval", "num_workers": workers, "images_per_s": rate})
     return rows
 
@@ -125,7 +128,12 @@ def main() -> None:
         print(f"{row['mode']:<6} {row['num_workers']:>7} {row['images_per_s']:>8.1f}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     settings = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
-    machine = {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version()}
+    machine = {
+        "cpus": os.cpu_count(),
+        "load_average_1min": os.getloadavg()[0],  # other processes' load: it sways img/s, see the docstring
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
     result = {"settings": settings, "machine": machine, "full_scale": full_scale, "throughput": throughput}
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.output}")

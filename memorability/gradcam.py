@@ -1,0 +1,173 @@
+"""Grad-CAM and Grad-CAM++ of the memorability score: which regions of a picture the score rests on.
+
+Three ideas, three places, as in pytorch-grad-cam:
+- what to explain: the target, here the model's scalar score itself (`score_from_layer`);
+- how to capture: the activations of one backbone layer and the score's gradient with respect to them
+  (`capture`). The forward pass is split at that layer instead of hooked: the part before it runs without autograd
+  (no graph kept), and ONE `torch.autograd.grad` call to the activations skips every weight gradient, which is most of
+  what `loss.backward()` costs. Nothing is registered on the model, so nothing is left behind;
+- how to show: `overlay`, independent of the method, on the picture as the model saw it (`model_view`).
+
+Methods are small functions from (activations, gradients) to channel weights, chosen by name in `METHODS`.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import matplotlib
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from .errors import MemorabilityError
+from .modeling_memorability import MemorabilityModel
+
+EMBEDDER = "backbone.embedder"
+STAGE_PREFIX = "backbone.encoder.stages."
+# Keeps Grad-CAM++'s alpha finite where gradients vanish; pytorch-grad-cam's value, so that maps agree with it.
+PLUS_PLUS_EPS = 1e-6
+
+WeightFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class CamError(MemorabilityError, ValueError):
+    """An unknown method or layer name, or a model in training mode; the message lists what is allowed."""
+
+
+@dataclass(frozen=True)
+class CamResult:
+    """Maps (B, H, W) float32 in [0, 1] at input resolution, and the scores (B,) of the same forward pass."""
+
+    maps: np.ndarray
+    scores: np.ndarray
+    method: str
+    layer: str
+
+
+def gradcam_weights(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM (Selvaraju et al. 2017): a channel weighs its spatially averaged gradient. (B, C)."""
+    return gradients.mean(dim=(2, 3))
+
+
+def gradcam_plus_plus_weights(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM++ (Chattopadhay et al. 2018, eq. 19) with the exponential-score simplification pytorch-grad-cam
+    uses: alpha = g² / (2g² + ΣA·g³); weights = Σ alpha·relu(g). Positive evidence from small regions counts as
+    much as from large ones. (B, C)."""
+    squared = gradients.pow(2)
+    total = activations.sum(dim=(2, 3), keepdim=True)
+    alpha = squared / (2 * squared + total * squared * gradients + PLUS_PLUS_EPS)
+    alpha = torch.where(gradients != 0, alpha, torch.zeros_like(alpha))
+    return (alpha * gradients.clamp_min(0)).sum(dim=(2, 3))
+
+
+METHODS: dict[str, WeightFunction] = {"gradcam": gradcam_weights, "gradcam++": gradcam_plus_plus_weights}
+
+
+def backbone_layers(model: MemorabilityModel) -> dict[str, nn.Module]:
+    """The layers a map can be taken at, input side first: the stem, then every residual stage of the config."""
+    stages = model.backbone.encoder.stages
+    return {EMBEDDER: model.backbone.embedder} | {f"{STAGE_PREFIX}{i}": stage for i, stage in enumerate(stages)}
+
+
+def default_layer(model: MemorabilityModel) -> str:
+    """The last stage: the deepest, most semantic map; its resolution is the input's / 32."""
+    return list(backbone_layers(model))[-1]
+
+
+def score_from_layer(model: MemorabilityModel, layer: str, activations: torch.Tensor) -> torch.Tensor:
+    """The target: the model's score (B,), computed from the activations of `layer` onward."""
+    layers = list(backbone_layers(model).items())
+    start = [name for name, _ in layers].index(layer) + 1
+    hidden = activations
+    for _, block in layers[start:]:
+        hidden = block(hidden)
+    return model.forward_head(model.pool(hidden))
+
+
+def capture(
+    model: MemorabilityModel, pixel_values: torch.Tensor, layer: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Activations (B, C, h, w) of `layer`, scores (B,) and d score / d activations, from one split forward pass.
+
+    Safe under `torch.no_grad()` / `torch.inference_mode()`: gradients are switched on here, on a clone of the input
+    made outside inference mode. Parameters keep their `requires_grad` and never receive a `.grad`.
+    """
+    layers = backbone_layers(model)
+    if layer not in layers:
+        raise CamError(f"Unknown layer '{layer}'; choose one of {', '.join(layers)}.")
+    if model.training:
+        raise CamError("The model is in training mode (batch norm would mix the images); call model.eval() first.")
+    parameter = next(model.parameters())
+    with torch.inference_mode(False):
+        hidden = pixel_values.to(parameter.device, parameter.dtype).clone()
+        with torch.no_grad():
+            for name, block in layers.items():
+                hidden = block(hidden)
+                if name == layer:
+                    break
+        activations = hidden.detach().requires_grad_()
+        with torch.enable_grad():
+            scores = score_from_layer(model, layer, activations)
+            (gradients,) = torch.autograd.grad(scores.sum(), activations)
+    return activations.detach(), scores.detach(), gradients
+
+
+def weighted_maps(activations: torch.Tensor, weights: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """ReLU of the weighted channel sum, upsampled bilinearly to `size`, each map min-max scaled to [0, 1]."""
+    maps = torch.relu(torch.einsum("bc,bchw->bhw", weights.float(), activations.float()))
+    maps = nn.functional.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+    low = maps.amin(dim=(1, 2), keepdim=True)
+    span = maps.amax(dim=(1, 2), keepdim=True) - low
+    # A flat map (no positive evidence anywhere) is all zeros, not 0/0.
+    return torch.where(span > 0, (maps - low) / span.clamp_min(torch.finfo(maps.dtype).tiny), torch.zeros_like(maps))
+
+
+def grad_cam(
+    model: MemorabilityModel, pixel_values: torch.Tensor, method: str = "gradcam", layer: str | None = None
+) -> CamResult:
+    """Maps of the regions that raise the score of each image in a batch (B, 3, H, W), with the scores.
+
+    `method` is a key of `METHODS`; `layer` a key of `backbone_layers(model)` (default: the last stage).
+    """
+    if method not in METHODS:
+        raise CamError(f"Unknown Grad-CAM method '{method}'; choose one of {', '.join(METHODS)}.")
+    layer = layer or default_layer(model)
+    activations, scores, gradients = capture(model, pixel_values, layer)
+    maps = weighted_maps(activations, METHODS[method](activations, gradients), tuple(pixel_values.shape[-2:]))
+    return CamResult(maps=maps.cpu().numpy(), scores=scores.float().cpu().numpy(), method=method, layer=layer)
+
+
+def model_view(image: Image.Image, processor) -> Image.Image:
+    """The picture as the model sees it (resized and centre-cropped by its processor, not normalised), so that a map
+    at input resolution lies on it pixel for pixel."""
+    pixels = processor(image, do_rescale=False, do_normalize=False, return_tensors="np")["pixel_values"][0]
+    return Image.fromarray(np.clip(pixels.transpose(1, 2, 0), 0, 255).astype(np.uint8))
+
+
+def overlay(image: Image.Image, cam: np.ndarray, opacity: float = 0.5, colormap: str = "jet") -> Image.Image:
+    """The map coloured by `colormap` (a matplotlib name) over the picture; `opacity` is the map's share.
+
+    The map is resized to the picture: pass `model_view(image, processor)` for the model's own framing.
+    """
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"opacity must be between 0 and 1, not {opacity}.")
+    colours = matplotlib.colormaps[colormap](np.clip(cam, 0.0, 1.0))[..., :3]
+    heat = Image.fromarray((colours * 255).round().astype(np.uint8)).resize(image.size, Image.Resampling.BILINEAR)
+    return Image.blend(image.convert("RGB"), heat, opacity)
+
+
+__all__ = [
+    "METHODS",
+    "CamError",
+    "CamResult",
+    "backbone_layers",
+    "capture",
+    "default_layer",
+    "grad_cam",
+    "gradcam_plus_plus_weights",
+    "gradcam_weights",
+    "model_view",
+    "overlay",
+    "score_from_layer",
+]

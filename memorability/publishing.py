@@ -1,0 +1,340 @@
+"""Publishing to the Hugging Face Hub: stage everything in a folder, then upload it as one commit or not at all.
+
+Each push (model, dataset, Space) is a `stage_*` function that writes exactly the files the repo should hold into a
+folder, and `publish`, which either moves that folder to `--local-dir` (offline, nothing sent) or uploads it. The
+upload is a single `HfApi.create_commit`: `upload_folder` with hf_xet installed may split a folder into several
+commits ("part N") and keep the first parts when a later one fails, which is the half-pushed state we refuse. The
+commit mirrors the folder: remote files it no longer holds (an old Parquet shard, an old eval_results.json) are
+deleted in the same commit, so a repo never mixes two pushes.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
+from huggingface_hub.errors import HfHubHTTPError, HTTPError, OfflineModeIsEnabled
+
+from .errors import MemorabilityError
+from .modeling_memorability import first_line
+
+REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
+KEPT_REMOTE_FILES = {".gitattributes"}
+STAGING_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".gradio", "flagged", ".DS_Store")
+LOGIN_HINT = "log in with `hf auth login`, set HF_TOKEN, or pass --token"
+
+
+class PublishError(MemorabilityError):
+    """A push that cannot happen (no token, no network, refused by the Hub, bad input); nothing was committed."""
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a push goes and how: a Hub repo, its visibility on creation, the branch and the commit message."""
+
+    repo_id: str
+    repo_type: str = "model"
+    private: bool = False
+    revision: str | None = None
+    commit_message: str | None = None
+    token: str | None = None
+
+    def __post_init__(self) -> None:
+        if not REPO_ID.fullmatch(self.repo_id):
+            raise PublishError(f"Repo id '{self.repo_id}' is not of the form ORG/NAME.")
+
+
+def resolve_token(token: str | None) -> str:
+    """The token to push with: the one given, else HF_TOKEN or the `hf auth login` token; checked before staging."""
+    token = token or get_token()
+    if not token:
+        raise PublishError(f"No Hugging Face token found: {LOGIN_HINT}; nothing was uploaded.")
+    return token
+
+
+def publish(
+    stage: Callable[[Path], object],
+    destination: Destination,
+    local_dir: str | os.PathLike | None = None,
+    api: HfApi | None = None,
+) -> str:
+    """Stage the files with `stage(folder)`, then write them to `local_dir` (offline) or upload them as one commit.
+
+    Returns the local folder or the commit URL.
+    """
+    if local_dir is not None:
+        return str(stage_locally(stage, Path(local_dir)))
+    token = resolve_token(destination.token)
+    with tempfile.TemporaryDirectory(prefix="memorability-push-") as folder:
+        stage(Path(folder))
+        return upload_as_one_commit(api or HfApi(), Path(folder), destination, token)
+
+
+def stage_locally(stage: Callable[[Path], object], target: Path) -> Path:
+    """Stage into `target` through a `.partial` sibling, so a failure never leaves a half-written folder there."""
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise PublishError(f"{target}: already exists and is not an empty folder; pick a new --local-dir.")
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        stage(partial)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if target.exists():
+        target.rmdir()
+    partial.rename(target)
+    return target
+
+
+def staged_files(folder: Path) -> dict[str, Path]:
+    """Every file under `folder` by its path in the repo, in a stable order."""
+    return {path.relative_to(folder).as_posix(): path for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def upload_as_one_commit(api: HfApi, folder: Path, destination: Destination, token: str) -> str:
+    """Create the repo (and branch) if needed, then one commit that makes the repo hold exactly `folder`'s files."""
+    kind, repo_id, revision = destination.repo_type, destination.repo_id, destination.revision
+    files = staged_files(folder)
+    try:
+        api.create_repo(
+            repo_id,
+            token=token,
+            repo_type=kind,
+            private=destination.private,
+            exist_ok=True,
+            space_sdk="gradio" if kind == "space" else None,
+        )
+        if revision and revision != "main" and not revision.startswith("refs/"):
+            api.create_branch(repo_id, branch=revision, repo_type=kind, token=token, exist_ok=True)
+        remote = api.list_repo_files(repo_id, repo_type=kind, revision=revision, token=token)
+        operations = [
+            CommitOperationDelete(path_in_repo=path) for path in remote if path not in files | KEPT_REMOTE_FILES
+        ]
+        operations += [CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(file)) for path, file in files.items()]
+        commit = api.create_commit(
+            repo_id,
+            operations=operations,
+            commit_message=destination.commit_message or f"Upload with memorability ({len(files)} files)",
+            token=token,
+            repo_type=kind,
+            revision=revision,
+        )
+    except OfflineModeIsEnabled:
+        raise PublishError("HF_HUB_OFFLINE is set, so the Hub cannot be reached: unset it to upload; no commit was made.") from None
+    except HfHubHTTPError as error:
+        raise PublishError(describe_refusal(error, destination)) from None
+    except (HTTPError, ConnectionError, TimeoutError) as error:
+        raise PublishError(
+            f"Could not reach the Hugging Face Hub ({first_line(error)}): check the network and retry; no commit was made."
+        ) from None
+    return commit.commit_url
+
+
+def describe_refusal(error: HfHubHTTPError, destination: Destination) -> str:
+    """One sentence for an HTTP error from the Hub, with what to do about the common ones."""
+    status = error.response.status_code if error.response is not None else None
+    where = f"{destination.repo_type} repo {destination.repo_id}"
+    if status == 401:
+        return f"The Hub rejected the token (401 Unauthorized): {LOGIN_HINT} with a valid token; no commit was made."
+    if status == 403:
+        return f"The token may not write to the {where} (403 Forbidden): use a token with write access; no commit was made."
+    return f"The Hub refused the upload to the {where} ({first_line(error)}); no commit was made."
+
+
+def read_json(path: Path, what: str) -> dict:
+    """A JSON results file, or a one-sentence `PublishError` naming it."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise PublishError(f"{path}: cannot read the {what} ({first_line(error)}).") from None
+
+
+# --- The three pushes --------------------------------------------------------------------------------------------------
+
+
+def stage_model(
+    model_dir: str | os.PathLike,
+    out_dir: Path,
+    repo_id: str,
+    template: str | os.PathLike,
+    eval_results: str | os.PathLike | None = None,
+    train_results: str | os.PathLike | None = None,
+    dataset_repo: str | None = None,
+) -> Path:
+    """Weights, config with `auto_map`, the model's code, the image processor, results files and the model card.
+
+    The code ships (as `trust_remote_code`) so that `AutoModel.from_pretrained(repo, trust_remote_code=True)` works
+    where this package is not installed; the image processor is a stock transformers class and needs none.
+    """
+    from .cards import ModelFacts, render_model_card
+    from .demo import DEMO_MARKER, is_demo_model
+    from .image_processing import processor_image_size
+    from .inference import load_model
+
+    model_dir = Path(model_dir)
+    model, processor = load_model(model_dir)
+    with remote_code_registration():
+        model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    evaluation = read_json(Path(eval_results), "evaluation results") if eval_results else None
+    training = read_json(Path(train_results), "training results") if train_results else None
+    for source, name in ((eval_results, "eval_results.json"), (train_results, "train_results.json")):
+        if source:
+            shutil.copy(source, out_dir / name)
+    scatter = Path(eval_results).with_name("scatter.png") if eval_results else None
+    if scatter is not None and scatter.is_file():
+        shutil.copy(scatter, out_dir / "scatter.png")
+    if is_demo_model(model_dir):
+        shutil.copy(model_dir / DEMO_MARKER, out_dir / DEMO_MARKER)
+    facts = ModelFacts(
+        repo_id=repo_id,
+        config=model.config,
+        image_size=processor_image_size(processor),
+        num_parameters=model.num_parameters(),
+        is_demo=is_demo_model(model_dir),
+        evaluation=evaluation,
+        training=training,
+        dataset_repo=dataset_repo,
+        has_scatter=(out_dir / "scatter.png").is_file(),
+    )
+    render_model_card(facts, template).save(out_dir / "README.md")
+    return out_dir
+
+
+@contextlib.contextmanager
+def remote_code_registration() -> Iterator[None]:
+    """Register the model classes for the Auto classes only while saving: `save_pretrained` then writes `auto_map`
+    and copies the code, and later saves in this process (training, the demo model) stay as they were."""
+    from .configuration_memorability import MemorabilityConfig
+    from .modeling_memorability import MemorabilityModel
+
+    classes = (MemorabilityConfig, MemorabilityModel)
+    saved = [cls.__dict__.get("_auto_class") for cls in classes]
+    MemorabilityConfig.register_for_auto_class()
+    MemorabilityModel.register_for_auto_class("AutoModel")
+    try:
+        yield
+    finally:
+        for cls, value in zip(classes, saved):
+            if value is None:
+                del cls._auto_class
+            else:
+                cls._auto_class = value
+
+
+def find_results(model_dir: str | os.PathLike, file_name: str, candidates: tuple[str, ...]) -> Path | None:
+    """The first of `candidates` (paths relative to the model folder) that holds `file_name`, if any."""
+    for folder in candidates:
+        path = Path(model_dir) / folder / file_name
+        if path.is_file():
+            return path
+    return None
+
+
+def find_eval_results(model_dir: str | os.PathLike) -> Path | None:
+    """MODEL_DIR/eval/eval_results.json (train/evaluate.py's default) or MODEL_DIR/eval_results.json."""
+    from .evaluation import RESULTS_FILE
+
+    return find_results(model_dir, RESULTS_FILE, ("eval", "."))
+
+
+def find_train_results(model_dir: str | os.PathLike) -> Path | None:
+    """train_results.json beside the weights, or in the run folder when the model is the run's best/ folder."""
+    from .training import BEST_DIR, RESULTS_FILE
+
+    return find_results(model_dir, RESULTS_FILE, (".", "..") if Path(model_dir).name == BEST_DIR else (".",))
+
+
+def stage_dataset(
+    lamem_root: str | os.PathLike, out_dir: Path, repo_id: str, template: str | os.PathLike, on_missing: str = "error"
+) -> Path:
+    """LaMem as one row per image in Parquet shards (images embedded once), with its dataset card."""
+    from .cards import render_dataset_card
+    from .data import DataError, lamem_to_table, save_table
+    from .evaluation import describe_data
+
+    try:
+        table = lamem_to_table(lamem_root, on_missing=on_missing)
+        described = describe_data(lamem_root)
+    except DataError as error:
+        raise PublishError(str(error)) from None
+    shards = save_table(table, out_dir)
+    card = render_dataset_card(repo_id, described, len(table), [path.name for path in shards], template)
+    card.save(out_dir / "README.md")
+    return out_dir
+
+
+def stage_space(
+    space_dir: str | os.PathLike, out_dir: Path, pinned_requirements: str | os.PathLike | None = None
+) -> Path:
+    """The Space folder plus a vendored copy of this package, so `import memorability` works without PyPI.
+
+    The Space card is checked first (sdk, sdk_version equal to the pinned gradio, app_file present).
+    """
+    from .cards import check_space_card
+
+    space_dir = Path(space_dir)
+    if (space_dir / "memorability").exists():
+        raise PublishError(f"{space_dir / 'memorability'}: remove it; the push vendors the package itself.")
+    check_space_card(space_dir, pinned_requirements)
+    shutil.copytree(space_dir, out_dir, ignore=STAGING_IGNORED, dirs_exist_ok=True)
+    vendor_package(out_dir)
+    return out_dir
+
+
+def vendor_package(space_dir: Path) -> Path:
+    """Copy the `memorability` package (its source, not caches) into `space_dir`, next to app.py."""
+    package = Path(__file__).resolve().parent
+    return Path(shutil.copytree(package, space_dir / package.name, ignore=STAGING_IGNORED))
+
+
+# --- The command lines (hub/push_*.py) ---------------------------------------------------------------------------------
+
+
+def add_push_arguments(parser: argparse.ArgumentParser, private_by_default: bool = False) -> None:
+    """--repo-id, --local-dir, visibility, --revision, --commit-message and --token: the options every push shares."""
+    parser.add_argument("--repo-id", required=True, help="The Hub repo to push to, ORG/NAME.")
+    parser.add_argument(
+        "--local-dir",
+        help="Write exactly what would be uploaded to this new folder instead, offline (no token needed).",
+    )
+    visibility = parser.add_mutually_exclusive_group()
+    default = " (default)"
+    visibility.add_argument(
+        "--private",
+        dest="private",
+        action="store_true",
+        default=private_by_default,
+        help="Create the repo private" + (default if private_by_default else "") + "; an existing repo keeps its own.",
+    )
+    visibility.add_argument(
+        "--public", dest="private", action="store_false", help="Create the repo public" + ("" if private_by_default else default) + "."
+    )
+    parser.add_argument("--revision", help="Branch to commit to (created from main if absent; default: main).")
+    parser.add_argument("--commit-message", help="The commit's message.")
+    parser.add_argument("--token", help="Hub token with write access (default: HF_TOKEN, else `hf auth login`'s).")
+
+
+def destination_from_args(args: argparse.Namespace, repo_type: str) -> Destination:
+    return Destination(args.repo_id, repo_type, args.private, args.revision, args.commit_message, args.token)
+
+
+def run_push(stage: Callable[[Path], object], args: argparse.Namespace, repo_type: str, api: HfApi | None) -> int:
+    """Run one push for a command line: print where it went, or `error: <one sentence>` and exit status 2."""
+    try:
+        where = publish(stage, destination_from_args(args, repo_type), args.local_dir, api)
+    except MemorabilityError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"Wrote {where}" if args.local_dir else f"Pushed {args.repo_id}: {where}")
+    return 0
