@@ -6,6 +6,7 @@ decompression bomb or a 16-bit PNG behave the same everywhere.
 
 import io
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -63,8 +64,10 @@ def load_image(source: ImageSource, name: str | None = None) -> Image.Image:
             image.load()
     except ImageLoadError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageLoadError(f"{label}: too many pixels, over the {MAX_IMAGE_PIXELS:,}-pixel limit.") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        declared = re.search(r"\((\d+) pixels\)", str(error))
+        size = f" ({int(declared.group(1)):,} declared)" if declared else ""
+        raise ImageLoadError(f"{label}: too many pixels{size}, over the {MAX_IMAGE_PIXELS:,}-pixel limit.") from None
     except UnidentifiedImageError:
         raise ImageLoadError(f"{label}: not an image format we can read (JPEG, PNG, WebP, GIF, TIFF, BMP).") from None
     except (OSError, SyntaxError, ValueError) as error:
