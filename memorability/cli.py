@@ -1,55 +1,52 @@
 """The `memorability` command: score photos, generate sample data, build the demo model."""
 
 import argparse
-import csv
 import sys
-from pathlib import Path
 
 from .errors import MemorabilityError
-from .images import list_image_files
 from .modeling_memorability import BackboneWeightsError
 
 USER_ERRORS = (MemorabilityError, BackboneWeightsError)
+PREDICT_DESCRIPTION = """Score images into a CSV (path, score, error), in input order.
 
-
-def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Folders become their image files (recursively); files are kept whatever their extension."""
-    paths: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            paths.extend(list_image_files(path))
-        elif path.exists():
-            paths.append(path)
-        else:
-            raise MemorabilityError(f"{item}: no such file or folder.")
-    if not paths:
-        raise MemorabilityError(f"No image files found in {', '.join(inputs)}.")
-    return paths
+Several processes share the work (one CPU core or GPU each) when launched with Accelerate:
+  accelerate launch --multi_gpu --num_processes 2 -m memorability.cli predict photos/ --out scores.csv
+Parts are written to OUT.parts/ as they finish; rerun the same command after a kill to resume.
+An unreadable image becomes a row with an error, and the exit status is then 1."""
 
 
 def command_predict(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
+    from .distributed import make_accelerator
     from .inference import load_predictor
     from .runtime import tune_allocator
+    from .scoring_inputs import collect_inputs
+    from .sharding import score_to_csv
 
     tune_allocator()
-    paths = expand_inputs(args.inputs)
-    predictor = load_predictor(args.model, device=args.device, precision=args.precision, batch_size=args.batch_size)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    failed = 0
-    with out.open("w", newline="") as handle, tqdm(total=len(paths), desc="scoring", unit="img") as progress:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "score", "error"])
-        for row in predictor.score_files(paths, num_workers=args.num_workers, progress=progress):
-            failed += row.error is not None
-            writer.writerow([row.path, "" if row.score is None else f"{row.score:.6f}", row.error or ""])
-    print(f"Wrote {out}: {len(paths) - failed} scored, {failed} failed.")
-    if failed:
-        print(f"{failed} file(s) could not be read; see the error column of {out}.", file=sys.stderr)
-    return 1 if failed else 0
+    inputs = collect_inputs(args.inputs)
+    accelerator = make_accelerator()
+    device = args.device or accelerator.device
+    predictor = load_predictor(args.model, device=device, precision=args.precision, batch_size=args.batch_size)
+    summary = score_to_csv(
+        predictor,
+        inputs,
+        args.out,
+        accelerator,
+        num_workers=args.num_workers,
+        chunk_size=args.chunk_size,
+        keep_parts=args.keep_parts,
+    )
+    if summary is None:  # not the first process: that one reports
+        return 0
+    if summary.reused_parts:
+        print(f"Resumed: {summary.reused_parts} of {summary.total_parts} parts were already done.")
+    print(
+        f"Wrote {summary.out}: {summary.scored} scored, {summary.failed} failed "
+        f"({summary.images_per_second:.1f} img/s, {summary.processes} process(es))."
+    )
+    if summary.failed:
+        print(f"{summary.failed} file(s) could not be read; see the error column of {summary.out}.", file=sys.stderr)
+    return 1 if summary.failed else 0
 
 
 def command_sample_data(args: argparse.Namespace) -> int:
@@ -72,14 +69,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memorability", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    predict = commands.add_parser("predict", help="Score image files or folders into a CSV.")
-    predict.add_argument("inputs", nargs="+", help="Image files and/or folders (searched recursively).")
+    predict = commands.add_parser(
+        "predict",
+        help="Score image files, folders, a CSV or a Parquet table into a CSV.",
+        description=PREDICT_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    predict.add_argument(
+        "inputs",
+        nargs="+",
+        help="Image files, folders (searched recursively), CSV files (column 'image', paths relative to the CSV) "
+        "or Parquet tables (a .parquet file or a folder of them, with a datasets Image column 'image').",
+    )
     predict.add_argument("--model", help="Model folder or Hub id (default: $MEMORABILITY_MODEL, else the demo model).")
     predict.add_argument("--out", default="scores.csv", help="CSV to write: path, score, error (default: scores.csv).")
     predict.add_argument("--batch-size", type=int, default=32)
-    predict.add_argument("--num-workers", type=int, default=2, help="Processes decoding images (default: 2).")
+    predict.add_argument(
+        "--num-workers", type=int, default=2, help="Processes decoding images, per scoring process (default: 2)."
+    )
     predict.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: a GPU where there is one).")
     predict.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    predict.add_argument(
+        "--chunk-size",
+        type=int,
+        default=1024,
+        help="Images per part file in OUT.parts/; a killed run, rerun, skips the finished parts (default: 1024).",
+    )
+    predict.add_argument("--keep-parts", action="store_true", help="Keep OUT.parts/ after writing the CSV.")
     predict.set_defaults(run=command_predict)
 
     sample = commands.add_parser("sample-data", help="Write generated LaMem-format sample data with a known score rule.")

@@ -138,6 +138,18 @@ def grad_cam(
     return CamResult(maps=maps.cpu().numpy(), scores=scores.float().cpu().numpy(), method=method, layer=layer)
 
 
+class ScoreOutput(nn.Module):
+    """The model as a module whose output is the scores (B,), for libraries that expect a tensor output
+    (pytorch-grad-cam's other CAM methods, captum); their target for a score is the identity."""
+
+    def __init__(self, model: MemorabilityModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=pixel_values, return_dict=True).scores
+
+
 def model_view(image: Image.Image, processor) -> Image.Image:
     """The picture as the model sees it (resized and centre-cropped by its processor, not normalised), so that a map
     at input resolution lies on it pixel for pixel."""
@@ -161,6 +173,7 @@ __all__ = [
     "METHODS",
     "CamError",
     "CamResult",
+    "ScoreOutput",
     "backbone_layers",
     "capture",
     "default_layer",

@@ -2,7 +2,7 @@
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,40 +111,61 @@ class MemorabilityPredictor:
 
         Yields one `ScoredFile` per path, in input order. `progress` (a tqdm-like object) is advanced per file.
         """
+        return self.score_images(paths, [str(path) for path in paths], num_workers, progress)
+
+    def score_images(
+        self,
+        sources: Sequence[ImageSource],
+        names: Sequence[str],
+        num_workers: int = 0,
+        progress=None,
+        batches: Iterable[Sequence[int]] | None = None,
+    ) -> Iterator[ScoredFile]:
+        """Score any indexable collection of images (paths, bytes read lazily ...) named by `names`.
+
+        `batches` (lists of indices, default: consecutive runs of `batch_size`) fixes which images go together and
+        in which order the rows come out, so that a caller can cut the output at its own boundaries.
+        """
         loader = DataLoader(
-            ImageFileDataset(paths, self.processor),
-            batch_size=self.batch_size,
+            ImageDataset(sources, names, self.processor),
+            batch_sampler=consecutive_batches(0, len(sources), self.batch_size) if batches is None else batches,
             num_workers=num_workers,
-            collate_fn=collate_files,
+            collate_fn=collate_images,
         )
         for batch in loader:
             scores = self.forward(batch["pixel_values"])[0].tolist() if batch["indices"] else []
             by_index = dict(zip(batch["indices"], scores))
-            for index, error in zip(batch["all_indices"], batch["errors"]):
-                yield ScoredFile(str(paths[index]), by_index.get(index), error)
-            if progress is not None:
+            if progress is not None:  # before the rows: a consumer may stop at a batch's last row
                 progress.update(len(batch["all_indices"]))
+            for index, error in zip(batch["all_indices"], batch["errors"]):
+                yield ScoredFile(names[index], by_index.get(index), error)
 
 
-class ImageFileDataset(Dataset):
-    """Decode and preprocess files (in DataLoader workers), turning unreadable files into error messages."""
+class ImageDataset(Dataset):
+    """Decode and preprocess images (in DataLoader workers), turning unreadable ones into error messages."""
 
-    def __init__(self, paths: Sequence[str | os.PathLike], processor):
-        self.paths = list(paths)
+    def __init__(self, sources: Sequence[ImageSource], names: Sequence[str], processor):
+        self.sources = sources
+        self.names = names
         self.processor = processor
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.sources)
 
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
         try:
-            image = load_image(self.paths[index], name=Path(self.paths[index]).name)
+            image = load_image(self.sources[index], name=Path(self.names[index]).name)
         except ImageLoadError as error:
             return index, None, str(error)
         return index, self.processor(image, return_tensors="pt")["pixel_values"][0], None
 
 
-def collate_files(items: list[tuple[int, torch.Tensor | None, str | None]]) -> dict:
+def consecutive_batches(start: int, stop: int, size: int) -> list[range]:
+    """Indices start..stop-1 cut into runs of at most `size`."""
+    return [range(first, min(first + size, stop)) for first in range(start, stop, size)]
+
+
+def collate_images(items: list[tuple[int, torch.Tensor | None, str | None]]) -> dict:
     """Stack the decoded images of a batch; keep every index and error so that output order is input order."""
     good = [(index, pixels) for index, pixels, _ in items if pixels is not None]
     return {

@@ -157,7 +157,8 @@ class NeighbourIndex:
         return len(self.table)
 
     def reference_scores(self) -> np.ndarray:
-        """The score the memorable / forgettable filters and the embedding map use: human where known, else predicted."""
+        """The score the memorable / forgettable filters and the embedding map go by: human where known, else
+        predicted."""
         return np.where(np.isnan(self.human_scores), self.predicted_scores, self.human_scores)
 
     def reference_score_name(self) -> str:

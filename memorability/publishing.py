@@ -20,15 +20,26 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, SpaceCard, get_token
 from huggingface_hub.errors import HfHubHTTPError, HTTPError, OfflineModeIsEnabled
 
+from .cards import ModelFacts, render_dataset_card, render_model_card
+from .configuration_memorability import MemorabilityConfig
+from .data import DataError, lamem_to_table, save_table
+from .demo import DEMO_MARKER, is_demo_model
 from .errors import MemorabilityError
-from .modeling_memorability import first_line
+from .evaluation import RESULTS_FILE as EVAL_RESULTS_FILE
+from .evaluation import describe_data
+from .image_processing import processor_image_size
+from .inference import load_model
+from .modeling_memorability import MemorabilityModel, first_line
+from .training import BEST_DIR
+from .training import RESULTS_FILE as TRAIN_RESULTS_FILE
 
 REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 KEPT_REMOTE_FILES = {".gitattributes"}
 STAGING_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".gradio", "flagged", ".DS_Store")
+SPACE_REQUIRED_KEYS = ("title", "sdk", "sdk_version", "app_file")
 LOGIN_HINT = "log in with `hf auth login`, set HF_TOKEN, or pass --token"
 
 
@@ -117,9 +128,8 @@ def upload_as_one_commit(api: HfApi, folder: Path, destination: Destination, tok
         if revision and revision != "main" and not revision.startswith("refs/"):
             api.create_branch(repo_id, branch=revision, repo_type=kind, token=token, exist_ok=True)
         remote = api.list_repo_files(repo_id, repo_type=kind, revision=revision, token=token)
-        operations = [
-            CommitOperationDelete(path_in_repo=path) for path in remote if path not in files | KEPT_REMOTE_FILES
-        ]
+        stale = [path for path in remote if path not in files.keys() | KEPT_REMOTE_FILES]
+        operations = [CommitOperationDelete(path_in_repo=path) for path in stale]
         operations += [CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(file)) for path, file in files.items()]
         commit = api.create_commit(
             repo_id,
@@ -129,26 +139,24 @@ def upload_as_one_commit(api: HfApi, folder: Path, destination: Destination, tok
             repo_type=kind,
             revision=revision,
         )
-    except OfflineModeIsEnabled:
-        raise PublishError("HF_HUB_OFFLINE is set, so the Hub cannot be reached: unset it to upload; no commit was made.") from None
-    except HfHubHTTPError as error:
-        raise PublishError(describe_refusal(error, destination)) from None
-    except (HTTPError, ConnectionError, TimeoutError) as error:
-        raise PublishError(
-            f"Could not reach the Hugging Face Hub ({first_line(error)}): check the network and retry; no commit was made."
-        ) from None
+    except (HTTPError, ConnectionError, TimeoutError) as error:  # HfHubHTTPError and OfflineModeIsEnabled among them
+        raise PublishError(f"{describe_failure(error, destination)}; no commit was made.") from None
     return commit.commit_url
 
 
-def describe_refusal(error: HfHubHTTPError, destination: Destination) -> str:
-    """One sentence for an HTTP error from the Hub, with what to do about the common ones."""
-    status = error.response.status_code if error.response is not None else None
+def describe_failure(error: Exception, destination: Destination) -> str:
+    """What went wrong talking to the Hub and what to do about it: the start of one sentence."""
+    if isinstance(error, OfflineModeIsEnabled):
+        return "HF_HUB_OFFLINE is set, so the Hub cannot be reached: unset it to upload"
+    if not isinstance(error, HfHubHTTPError):
+        return f"Could not reach the Hugging Face Hub ({first_line(error)}): check the network and retry"
     where = f"{destination.repo_type} repo {destination.repo_id}"
+    status = error.response.status_code
     if status == 401:
-        return f"The Hub rejected the token (401 Unauthorized): {LOGIN_HINT} with a valid token; no commit was made."
+        return f"The Hub rejected the token (401 Unauthorized): {LOGIN_HINT} with a valid token"
     if status == 403:
-        return f"The token may not write to the {where} (403 Forbidden): use a token with write access; no commit was made."
-    return f"The Hub refused the upload to the {where} ({first_line(error)}); no commit was made."
+        return f"The token may not write to the {where} (403 Forbidden): use a token with write access"
+    return f"The Hub refused the upload to the {where} ({first_line(error).rstrip('.')})"
 
 
 def read_json(path: Path, what: str) -> dict:
@@ -159,7 +167,7 @@ def read_json(path: Path, what: str) -> dict:
         raise PublishError(f"{path}: cannot read the {what} ({first_line(error)}).") from None
 
 
-# --- The three pushes --------------------------------------------------------------------------------------------------
+# --- The three pushes -------------------------------------------------------------------------------------------------
 
 
 def stage_model(
@@ -176,11 +184,6 @@ def stage_model(
     The code ships (as `trust_remote_code`) so that `AutoModel.from_pretrained(repo, trust_remote_code=True)` works
     where this package is not installed; the image processor is a stock transformers class and needs none.
     """
-    from .cards import ModelFacts, render_model_card
-    from .demo import DEMO_MARKER, is_demo_model
-    from .image_processing import processor_image_size
-    from .inference import load_model
-
     model_dir = Path(model_dir)
     model, processor = load_model(model_dir)
     with remote_code_registration():
@@ -194,14 +197,15 @@ def stage_model(
     scatter = Path(eval_results).with_name("scatter.png") if eval_results else None
     if scatter is not None and scatter.is_file():
         shutil.copy(scatter, out_dir / "scatter.png")
-    if is_demo_model(model_dir):
+    is_demo = is_demo_model(model_dir)
+    if is_demo:
         shutil.copy(model_dir / DEMO_MARKER, out_dir / DEMO_MARKER)
     facts = ModelFacts(
         repo_id=repo_id,
         config=model.config,
         image_size=processor_image_size(processor),
         num_parameters=model.num_parameters(),
-        is_demo=is_demo_model(model_dir),
+        is_demo=is_demo,
         evaluation=evaluation,
         training=training,
         dataset_repo=dataset_repo,
@@ -215,9 +219,6 @@ def stage_model(
 def remote_code_registration() -> Iterator[None]:
     """Register the model classes for the Auto classes only while saving: `save_pretrained` then writes `auto_map`
     and copies the code, and later saves in this process (training, the demo model) stay as they were."""
-    from .configuration_memorability import MemorabilityConfig
-    from .modeling_memorability import MemorabilityModel
-
     classes = (MemorabilityConfig, MemorabilityModel)
     saved = [cls.__dict__.get("_auto_class") for cls in classes]
     MemorabilityConfig.register_for_auto_class()
@@ -243,33 +244,25 @@ def find_results(model_dir: str | os.PathLike, file_name: str, candidates: tuple
 
 def find_eval_results(model_dir: str | os.PathLike) -> Path | None:
     """MODEL_DIR/eval/eval_results.json (train/evaluate.py's default) or MODEL_DIR/eval_results.json."""
-    from .evaluation import RESULTS_FILE
-
-    return find_results(model_dir, RESULTS_FILE, ("eval", "."))
+    return find_results(model_dir, EVAL_RESULTS_FILE, ("eval", "."))
 
 
 def find_train_results(model_dir: str | os.PathLike) -> Path | None:
     """train_results.json beside the weights, or in the run folder when the model is the run's best/ folder."""
-    from .training import BEST_DIR, RESULTS_FILE
-
-    return find_results(model_dir, RESULTS_FILE, (".", "..") if Path(model_dir).name == BEST_DIR else (".",))
+    return find_results(model_dir, TRAIN_RESULTS_FILE, (".", "..") if Path(model_dir).name == BEST_DIR else (".",))
 
 
 def stage_dataset(
     lamem_root: str | os.PathLike, out_dir: Path, repo_id: str, template: str | os.PathLike, on_missing: str = "error"
 ) -> Path:
     """LaMem as one row per image in Parquet shards (images embedded once), with its dataset card."""
-    from .cards import render_dataset_card
-    from .data import DataError, lamem_to_table, save_table
-    from .evaluation import describe_data
-
     try:
         table = lamem_to_table(lamem_root, on_missing=on_missing)
         described = describe_data(lamem_root)
     except DataError as error:
         raise PublishError(str(error)) from None
     shards = save_table(table, out_dir)
-    card = render_dataset_card(repo_id, described, len(table), [path.name for path in shards], template)
+    card = render_dataset_card(repo_id, described, len(table), len(shards), template)
     card.save(out_dir / "README.md")
     return out_dir
 
@@ -281,8 +274,6 @@ def stage_space(
 
     The Space card is checked first (sdk, sdk_version equal to the pinned gradio, app_file present).
     """
-    from .cards import check_space_card
-
     space_dir = Path(space_dir)
     if (space_dir / "memorability").exists():
         raise PublishError(f"{space_dir / 'memorability'}: remove it; the push vendors the package itself.")
@@ -292,13 +283,43 @@ def stage_space(
     return out_dir
 
 
+def pinned_version(requirements: str | os.PathLike, package: str) -> str | None:
+    """The `package==X` pin in a requirements file, if any."""
+    pattern = re.compile(rf"^{re.escape(package)}\s*==\s*([^\s;#]+)", re.IGNORECASE | re.MULTILINE)
+    match = pattern.search(Path(requirements).read_text())
+    return match.group(1) if match else None
+
+
+def check_space_card(space_dir: str | os.PathLike, pinned_requirements: str | os.PathLike | None = None) -> SpaceCard:
+    """The Space's README.md front matter, checked: required keys, sdk gradio at the pinned version, app_file there."""
+    space_dir = Path(space_dir)
+    readme = space_dir / "README.md"
+    if not readme.is_file():
+        raise PublishError(f"{readme}: missing; a Space needs a README.md with front matter (sdk: gradio, app_file).")
+    card = SpaceCard.load(readme)
+    absent = [key for key in SPACE_REQUIRED_KEYS if not card.data.get(key)]
+    if absent:
+        raise PublishError(f"{readme}: the front matter lacks {', '.join(absent)}.")
+    if card.data.sdk != "gradio":
+        raise PublishError(f"{readme}: sdk is '{card.data.sdk}', but the app is a Gradio app (sdk: gradio).")
+    if not (space_dir / card.data.app_file).is_file():
+        raise PublishError(f"{readme}: app_file '{card.data.app_file}' is not in {space_dir}.")
+    for requirements in (pinned_requirements, space_dir / "requirements.txt"):
+        pin = pinned_version(requirements, "gradio") if requirements and Path(requirements).is_file() else None
+        if pin is not None and pin != str(card.data.sdk_version):
+            raise PublishError(
+                f"{readme}: sdk_version {card.data.sdk_version} differs from the gradio=={pin} pin in {requirements}."
+            )
+    return card
+
+
 def vendor_package(space_dir: Path) -> Path:
     """Copy the `memorability` package (its source, not caches) into `space_dir`, next to app.py."""
     package = Path(__file__).resolve().parent
     return Path(shutil.copytree(package, space_dir / package.name, ignore=STAGING_IGNORED))
 
 
-# --- The command lines (hub/push_*.py) ---------------------------------------------------------------------------------
+# --- The command lines (hub/push_*.py) --------------------------------------------------------------------------------
 
 
 def add_push_arguments(parser: argparse.ArgumentParser, private_by_default: bool = False) -> None:
@@ -309,16 +330,13 @@ def add_push_arguments(parser: argparse.ArgumentParser, private_by_default: bool
         help="Write exactly what would be uploaded to this new folder instead, offline (no token needed).",
     )
     visibility = parser.add_mutually_exclusive_group()
-    default = " (default)"
+    marks = {True: " (default)", False: ""}
     visibility.add_argument(
-        "--private",
-        dest="private",
-        action="store_true",
-        default=private_by_default,
-        help="Create the repo private" + (default if private_by_default else "") + "; an existing repo keeps its own.",
+        "--private", dest="private", action="store_true", default=private_by_default,
+        help=f"Create the repo private{marks[private_by_default]}; an existing repo keeps its visibility.",
     )
     visibility.add_argument(
-        "--public", dest="private", action="store_false", help="Create the repo public" + ("" if private_by_default else default) + "."
+        "--public", dest="private", action="store_false", help=f"Create the repo public{marks[not private_by_default]}."
     )
     parser.add_argument("--revision", help="Branch to commit to (created from main if absent; default: main).")
     parser.add_argument("--commit-message", help="The commit's message.")

@@ -1,4 +1,4 @@
-"""Grad-CAM / Grad-CAM++: agree with pytorch-grad-cam, find the region that drives the score, leave the model as found."""
+"""Grad-CAM and Grad-CAM++: agree with pytorch-grad-cam, find the region that drives the score, leave the model be."""
 
 from dataclasses import replace
 
@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw
 from memorability.gradcam import (
     METHODS,
     CamError,
+    ScoreOutput,
     backbone_layers,
     default_layer,
     grad_cam,
@@ -48,7 +49,8 @@ def disc_images(processor, count: int = 6, seed: int = 7) -> tuple[list[Image.Im
 def peak_in_box(cam: np.ndarray, mask: np.ndarray, margin: int) -> bool:
     rows, columns = np.nonzero(mask)
     y, x = np.unravel_index(cam.argmax(), cam.shape)
-    return bool(columns.min() - margin <= x <= columns.max() + margin and rows.min() - margin <= y <= rows.max() + margin)
+    inside_x = columns.min() - margin <= x <= columns.max() + margin
+    return bool(inside_x and rows.min() - margin <= y <= rows.max() + margin)
 
 
 @pytest.fixture(scope="module")
@@ -90,29 +92,13 @@ def test_agrees_with_pytorch_grad_cam(trained, method, layer):
     ours = grad_cam(model, pixel_values, method, layer).maps
     reference_class = {"gradcam": pytorch_grad_cam.GradCAM, "gradcam++": pytorch_grad_cam.GradCAMPlusPlus}[method]
     with reference_class(ScoreOutput(model), [model.get_submodule(layer)]) as cam:
-        theirs = cam(pixel_values, targets=[score_target] * len(pixel_values))
+        theirs = cam(pixel_values, targets=[torch.nn.Identity()] * len(pixel_values))
     model.zero_grad(set_to_none=True)  # pytorch-grad-cam's backward() fills every .grad
     for mine, reference in zip(ours, theirs):
         if mine.max() == 0:  # no positive evidence: ours is zeros, theirs 0/(1e-7 + 0) = zeros too
             assert reference.max() == 0
         else:
             assert np.corrcoef(mine.ravel(), reference.ravel())[0, 1] >= 0.99
-
-
-class ScoreOutput(torch.nn.Module):
-    """The model with its scores (B,) as the output, which is what pytorch-grad-cam's targets index."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.model(pixel_values=pixel_values).scores
-
-
-def score_target(score: torch.Tensor) -> torch.Tensor:
-    """The target for a scalar output: the score itself (what raises it)."""
-    return score
 
 
 def all_hooks(model: torch.nn.Module) -> list:

@@ -5,6 +5,7 @@ everything above them (staging, cards, the commit's operations, error messages) 
 """
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -17,17 +18,18 @@ import numpy as np
 import pytest
 import torch
 from datasets import load_dataset
-from huggingface_hub import DatasetCard, HfApi, ModelCard, SpaceCard
+from huggingface_hub import CommitInfo, DatasetCard, HfApi, ModelCard, SpaceCard
 from huggingface_hub.errors import HfHubHTTPError
 from PIL import Image
 
 from hub import push_dataset, push_model, push_space
 from memorability import MemorabilityModel
-from memorability.cards import pinned_version
+from memorability.ablations import ABLATIONS, ablate_examples
 from memorability.data import SPLIT_INDICES, lamem_to_table, load_lamem
 from memorability.demo import DEMO_MARKER
 from memorability.evaluation import evaluate_model
 from memorability.inference import load_predictor
+from memorability.publishing import check_space_card, pinned_version
 
 PROJECT = Path(__file__).resolve().parents[1]
 CARD_SECTIONS = (
@@ -63,7 +65,8 @@ sys.meta_path.insert(0, OnlyFromAllowed)
 def run_isolated(code: str, cwd: Path, allowed: Path | None = None, **env: str) -> str:
     """Run `code` in `python -I` (no PYTHONPATH, no cwd on sys.path) from `cwd`; its stdout, or fail with stderr."""
     scratch = cwd / ".isolated"  # HOME and transformers' remote-code cache, away from the user's
-    environment = {"HF_HUB_OFFLINE": "1", "HOME": str(scratch), "HF_MODULES_CACHE": str(scratch / "modules"), **env}
+    environment = os.environ | {"HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "HOME": str(scratch),
+                                "HF_MODULES_CACHE": str(scratch / "modules"), **env}
     script = ISOLATION.format(allowed=str(allowed) if allowed else None) + textwrap.dedent(code)
     done = subprocess.run(
         [sys.executable, "-I", "-c", script], cwd=cwd, env=environment, capture_output=True, text=True, timeout=300
@@ -102,7 +105,8 @@ class StandInHub(HfApi):
             Path(operations[-1].path_or_fileobj).read_bytes()  # half-way: one file "uploaded", then the failure
             raise self.commit_error
         self.commits.append({"operations": operations, **kwargs})
-        return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/0123abc"})()
+        url = f"https://huggingface.co/{repo_id}/commit/0123abc"
+        return CommitInfo(commit_url=url, commit_message=kwargs["commit_message"], commit_description="", oid="0123abc")
 
 
 def error_line(capsys) -> str:
@@ -121,7 +125,7 @@ def http_error(status: int, message: str) -> HfHubHTTPError:
     return HfHubHTTPError(message, response=httpx2.Response(status, request=request))
 
 
-# --- Fixtures ----------------------------------------------------------------------------------------------------------
+# --- Fixtures ---------------------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -146,12 +150,14 @@ def sample_eval_results(tiny_model_dir, sample_data_dir, tmp_path_factory) -> Pa
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> list[Path]:
+    """Real photographs that ship inside scikit-image (no download), in three sizes and two modes."""
+    from skimage import data
+
     folder = tmp_path_factory.mktemp("photos")
     paths = []
-    for index in range(4):
-        pixels = np.random.default_rng(index).integers(0, 256, size=(30 + 7 * index, 41, 3), dtype=np.uint8)
-        paths.append(folder / f"photo_{index}.png")
-        Image.fromarray(pixels).save(paths[-1])
+    for name in ("astronaut", "coffee", "chelsea", "camera"):
+        paths.append(folder / f"{name}.png")
+        Image.fromarray(getattr(data, name)()).save(paths[-1])
     return paths
 
 
@@ -160,20 +166,26 @@ def push_model_locally(model_dir: Path, out: Path, *extra: str) -> ModelCard:
     return ModelCard.load(out / "README.md")
 
 
+def prose(card) -> str:
+    """The card's text with line breaks as spaces, so that checks do not depend on where lines wrap."""
+    return " ".join(card.text.split())
+
+
 def figure_lines(card: ModelCard) -> list[str]:
     """The lines of the Evaluation section that carry figures: the data line and the table's rows."""
     section = card.text.split("## Evaluation", 1)[1].split("## Training details", 1)[0]
     return [line for line in section.splitlines() if line.startswith(("Data:", "| test_", "| mean"))]
 
 
-# --- The model ---------------------------------------------------------------------------------------------------------
+# --- The model --------------------------------------------------------------------------------------------------------
 
 
 def test_pushed_model_scores_as_the_predictor_without_the_package(spread_model_dir, photos, tmp_path):
     out = tmp_path / "upload"
     push_model_locally(spread_model_dir, out)
     assert {"configuration_memorability.py", "modeling_memorability.py", "model.safetensors"} <= files_under(out)
-    assert json.loads((out / "config.json").read_text())["auto_map"]["AutoModel"] == "modeling_memorability.MemorabilityModel"
+    auto_map = json.loads((out / "config.json").read_text())["auto_map"]
+    assert auto_map["AutoModel"] == "modeling_memorability.MemorabilityModel"
     stdout = run_isolated(
         f"""
         import importlib.util, json
@@ -222,15 +234,16 @@ def test_card_with_sample_data_results_never_says_lamem(tiny_model_dir, sample_e
         assert found["mse"] == pytest.approx(metrics["mse"], abs=1e-5)
     means = {r.metric_type: r.metric_value for r in results if r.dataset_split.startswith("mean")}
     assert means["spearmanr"] == pytest.approx(evaluation["mean"]["spearman"]["mean"], abs=1e-4)
-    assert "This model has no LaMem evaluation." in card.text
+    assert "This model has no LaMem evaluation." in prose(card)
     lines = figure_lines(card)
     assert len(lines) == 7 and not any("lamem" in line.lower() for line in lines)
-    assert all(section in card.text for section in CARD_SECTIONS)
+    assert all(section in prose(card) for section in CARD_SECTIONS)
     assert (tmp_path / "upload" / "eval_results.json").is_file() and (tmp_path / "upload" / "scatter.png").is_file()
 
 
 def test_card_with_lamem_results_and_training_record(tiny_model_dir, sample_eval_results, tmp_path):
-    lamem = json.loads(sample_eval_results.read_text()) | {"data": {"name": "LaMem", "kind": "official", "is_lamem": True}}
+    lamem_data = {"name": "LaMem", "kind": "official", "is_lamem": True}
+    lamem = json.loads(sample_eval_results.read_text()) | {"data": lamem_data}
     (tmp_path / "eval_results.json").write_text(json.dumps(lamem))
     training = {"data": "lamem/", "split": 1, "mixed_precision": "bf16", "num_processes": 1, "steps": 14070,
                 "best_epoch": 7, "best_val_spearman": 0.61234,
@@ -245,26 +258,30 @@ def test_card_with_lamem_results_and_training_record(tiny_model_dir, sample_eval
     assert card.data.license == "apache-2.0" and card.data.library_name == "transformers"
     assert {"image-regression", "memorability", "lamem", "resnet"} <= set(card.data.tags)
     assert card.data.pipeline_tag is None and card.data.get("inference") is False
-    assert "no LaMem evaluation" not in card.text and "human consistency 0.68" in card.text
-    assert "0.6123 (epoch 7), on the validation split of split index 1 of `lamem/`" in card.text
-    assert "research-use terms" in card.text and "Khosla" in card.text
+    assert "no LaMem evaluation" not in prose(card) and "human consistency 0.68" in prose(card)
+    assert "0.6123 (epoch 7), on the validation split of split index 1 of `lamem/`" in prose(card)
+    assert "This model was trained on `lamem/` (see Training details)." in prose(card)
+    assert "research-use terms" in prose(card) and "Khosla" in prose(card)
 
 
 def test_card_without_results_says_there_is_no_lamem_evaluation(tiny_model_dir, tmp_path):
     card = push_model_locally(tiny_model_dir, tmp_path / "upload")
     assert card.data.eval_results is None and "model-index" not in card.content
-    assert "this model has no LaMem evaluation" in card.text and not figure_lines(card)
+    assert "this model has no LaMem evaluation" in prose(card) and not figure_lines(card)
 
 
-def test_eval_results_are_found_beside_the_model(tiny_model_dir, sample_eval_results, tmp_path):
+def test_results_are_found_beside_the_model_and_name_the_training_data(
+    tiny_model_dir, sample_data_dir, sample_eval_results, tmp_path
+):
     model_dir = tmp_path / "run" / "best"
     shutil.copytree(tiny_model_dir, model_dir)
     (model_dir / "eval").mkdir()
     shutil.copy(sample_eval_results, model_dir / "eval" / "eval_results.json")
-    (tmp_path / "run" / "train_results.json").write_text(json.dumps({"data": "elsewhere/", "split": 2}))
+    (tmp_path / "run" / "train_results.json").write_text(json.dumps({"data": str(sample_data_dir), "split": 2}))
     card = push_model_locally(model_dir, tmp_path / "upload")
-    assert card.data.eval_results and "split index 2" in card.text
-    assert {"eval_results.json", "train_results.json"} <= files_under(tmp_path / "upload")
+    assert card.data.eval_results and {"eval_results.json", "train_results.json"} <= files_under(tmp_path / "upload")
+    assert "This model was trained on generated sample data (sample), not on LaMem." in prose(card)
+    assert "split index 2" in prose(card) and "not trained on LaMem; they are released under Apache-2.0" in prose(card)
 
 
 def test_demo_model_says_it_is_a_demo(tiny_model_dir, tmp_path):
@@ -272,11 +289,11 @@ def test_demo_model_says_it_is_a_demo(tiny_model_dir, tmp_path):
     shutil.copytree(tiny_model_dir, model_dir)
     (model_dir / DEMO_MARKER).write_text("demo\n")
     card = push_model_locally(model_dir, tmp_path / "upload")
-    assert "**Demo model.**" in card.text and "demo" in card.data.tags and "lamem" not in card.data.tags
-    assert "not trained on LaMem" in card.text and (tmp_path / "upload" / DEMO_MARKER).is_file()
+    assert "**Demo model.**" in prose(card) and "demo" in card.data.tags and "lamem" not in card.data.tags
+    assert "not trained on LaMem" in prose(card) and (tmp_path / "upload" / DEMO_MARKER).is_file()
 
 
-# --- The dataset -------------------------------------------------------------------------------------------------------
+# --- The dataset ------------------------------------------------------------------------------------------------------
 
 
 def image_arrays(dataset) -> list[np.ndarray]:
@@ -293,6 +310,8 @@ def test_pushed_dataset_reloads_to_the_same_rows_and_splits(lamem_folder, tmp_pa
         if column != "image":
             assert reloaded[column] == table[column], column
     assert all(np.array_equal(a, b) for a, b in zip(image_arrays(reloaded), image_arrays(table), strict=True))
+    test_1 = reloaded.filter(lambda split: split == "test", input_columns="split_1").sort("order_1")  # as the card says
+    assert test_1["image_id"] == load_lamem(lamem_folder, split=1)["test"]["image_id"]
     for index in SPLIT_INDICES:
         pushed, original = load_lamem(out, split=index), load_lamem(lamem_folder, split=index)
         for name in ("train", "validation", "test"):
@@ -308,11 +327,12 @@ def test_dataset_card_states_terms_splits_and_ablations(lamem_folder, tmp_path):
     card = DatasetCard.load(out / "README.md")
     assert card.data.license == "other" and card.data.license_name and card.data.size_categories == ["n<1K"]
     assert card.data.configs[0]["data_files"][0]["path"] == "data/train-*.parquet"
-    assert "score differs between split indices" in card.text and "research use" in card.text
-    assert "This is not LaMem." in card.text  # a generated LaMem-format folder, not the real thing
-    from memorability.ablations import ABLATIONS
-
-    assert all(f"`{name}`" in card.text for name in ABLATIONS) and "Khosla" in card.text
+    assert "score differs between split indices" in prose(card) and "research use" in prose(card)
+    assert "This is not LaMem." in prose(card)  # a generated LaMem-format folder, not the real thing
+    assert all(f"`{name}`" in prose(card) for name in ABLATIONS) and "Khosla" in prose(card)
+    test = load_lamem(out, split=1)["test"]  # the card's ablation snippet, as written there
+    ablated = test.with_transform(ablate_examples(next(iter(ABLATIONS))))
+    assert ablated[0]["image"].size == test[0]["image"].size and ablated[0]["image_id"] == test[0]["image_id"]
 
 
 def test_dataset_is_private_unless_public(lamem_folder):
@@ -322,7 +342,7 @@ def test_dataset_is_private_unless_public(lamem_folder):
         assert hub.calls[0][1]["private"] is private and hub.calls[0][1]["repo_type"] == "dataset"
 
 
-# --- The Space ---------------------------------------------------------------------------------------------------------
+# --- The Space --------------------------------------------------------------------------------------------------------
 
 SPACE_README = """---
 title: Memorability
@@ -351,20 +371,28 @@ def build_app() -> gr.Blocks:
 GRADIO = pinned_version(PROJECT / "requirements.txt", "gradio")
 
 
-def write_space(folder: Path, app: str = TEST_APP) -> Path:
+def write_space(folder: Path) -> Path:
     folder.mkdir()
-    (folder / "app.py").write_text(app)
+    (folder / "app.py").write_text(TEST_APP)
     (folder / "requirements.txt").write_text("torch\ntransformers\n")
     (folder / "README.md").write_text(SPACE_README.format(version=GRADIO))
     return folder
 
 
-def check_space_upload(space_dir: Path, tmp_path: Path, **env: str) -> str:
-    """Push with --local-dir, then import the app from the upload alone and build its Blocks."""
+@pytest.mark.slow
+def test_pushed_space_imports_the_vendored_package_and_builds(tiny_model_dir, tmp_path):
+    """The project's space/ when its app.py is written (else a minimal app), pushed, then run from the upload alone."""
+    space = tmp_path / "space"
+    if (PROJECT / "space" / "app.py").is_file():
+        shutil.copytree(PROJECT / "space", space, ignore=shutil.ignore_patterns("__pycache__"))
+        if not (space / "README.md").is_file():
+            (space / "README.md").write_text(SPACE_README.format(version=GRADIO))
+    else:
+        write_space(space)
     out = tmp_path / "upload"
-    assert push_space.main(["--repo-id", "org/space", "--local-dir", str(out), "--space-dir", str(space_dir)]) == 0
+    assert push_space.main(["--repo-id", "org/space", "--local-dir", str(out), "--space-dir", str(space)]) == 0
     assert "memorability/modeling_memorability.py" in files_under(out) and not list(out.rglob("__pycache__"))
-    return run_isolated(
+    stdout = run_isolated(
         """
         import os, sys
         import gradio as gr
@@ -373,41 +401,29 @@ def check_space_upload(space_dir: Path, tmp_path: Path, **env: str) -> str:
         assert isinstance(app.build_app(), gr.Blocks)
         print(memorability.__file__)
         """,
-        cwd=out, allowed=out, **env,
-    ).strip().splitlines()[-1]
-
-
-def test_pushed_space_imports_the_vendored_package(tmp_path):
-    where = check_space_upload(write_space(tmp_path / "space"), tmp_path)
-    assert Path(where).is_relative_to(tmp_path / "upload")
-
-
-@pytest.mark.skipif(not (PROJECT / "space" / "app.py").is_file(), reason="space/app.py is not written yet")
-def test_the_projects_space_app_builds_from_the_upload(tiny_model_dir, tmp_path):
-    space = tmp_path / "space"
-    shutil.copytree(PROJECT / "space", space, ignore=shutil.ignore_patterns("__pycache__"))
-    if not (space / "README.md").is_file():
-        (space / "README.md").write_text(SPACE_README.format(version=GRADIO))
-    where = check_space_upload(space, tmp_path, MEMORABILITY_MODEL=str(tiny_model_dir))
-    assert Path(where).is_relative_to(tmp_path / "upload")
+        cwd=out, allowed=out, MEMORABILITY_MODEL=str(tiny_model_dir),
+    )
+    assert Path(stdout.strip().splitlines()[-1]).is_relative_to(out)
 
 
 @pytest.mark.skipif(not (PROJECT / "space" / "README.md").is_file(), reason="space/README.md is not written yet")
 def test_the_projects_space_card_matches_the_pins():
-    card = SpaceCard.load(PROJECT / "space" / "README.md")
+    card = check_space_card(PROJECT / "space", PROJECT / "requirements.txt")
     assert card.data.sdk == "gradio" and str(card.data.sdk_version) == GRADIO
+    assert SpaceCard.load(PROJECT / "space" / "README.md").data.to_dict() == card.data.to_dict()
     assert (PROJECT / "space" / card.data.app_file).is_file()
 
 
 def test_space_card_with_another_gradio_is_refused(tmp_path, capsys):
     space = write_space(tmp_path / "space")
     (space / "README.md").write_text(SPACE_README.format(version="5.0.0"))
-    assert push_space.main(["--repo-id", "org/space", "--local-dir", str(tmp_path / "out"), "--space-dir", str(space)]) == 2
+    argv = ["--repo-id", "org/space", "--local-dir", str(tmp_path / "out"), "--space-dir", str(space)]
+    assert push_space.main(argv) == 2
     assert f"differs from the gradio=={GRADIO} pin" in error_line(capsys)
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
 
 
-# --- Uploading ---------------------------------------------------------------------------------------------------------
+# --- Uploading --------------------------------------------------------------------------------------------------------
 
 
 def test_upload_is_one_commit_that_mirrors_the_local_dir(tiny_model_dir, tmp_path):
@@ -478,7 +494,7 @@ def test_every_push_has_help(cli, capsys):
     assert exit_info.value.code == 0 and "--local-dir" in capsys.readouterr().out
 
 
-# --- The wheel ---------------------------------------------------------------------------------------------------------
+# --- The wheel --------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.slow

@@ -1,0 +1,192 @@
+"""Inference speed on this CPU: our ResNet50 (224 px) in fp32 and bf16 + channels_last (and compiled), with and
+without the allocator setting, against ResMem (`pip install resmem`, ResNet152 + AlexNet-like branch, 227 px) in the
+same run.
+
+Each configuration runs in a fresh process, because the glibc allocator reads its environment variables
+(MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_) at start. Allocator settings:
+  default   glibc as it comes (MEMORABILITY_DEFAULT_ALLOCATOR=1 stops our own mallopt call);
+  mallopt   what our entry points do: `memorability.runtime.tune_allocator()` at start;
+  env       the same thresholds through the environment, the only way to give them to ResMem.
+Model forward only, on random pixels (decoding is in bench/end_to_end.py); ResMem under torch.inference_mode, its best
+case. Times are medians; batch 1 is reported as ms per image too.
+
+    python bench/inference.py [--batch1-iterations 30] [--batch32-iterations 6] [--no-compile] [--no-resmem]
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+from machine import WorkerFailed, json_line, run_python, save_result
+
+from memorability.runtime import ALLOCATOR_ENV, tune_allocator
+
+GOALS = {"batch32_images_per_s": 80.0, "ratio_same_allocator": 5.0, "batch1_ms": 25.0}
+# (model, precision, allocator): every configuration measured, ours first.
+CONFIGURATIONS = [
+    ("ours", "fp32", "default"),
+    ("ours", "fp32", "mallopt"),
+    ("ours", "bf16", "default"),
+    ("ours", "bf16", "mallopt"),
+    ("ours", "bf16", "env"),
+    ("ours", "bf16+compile", "mallopt"),
+    ("resmem", "fp32", "default"),
+    ("resmem", "fp32", "env"),
+]
+LABELS = {"fp32": "fp32", "bf16": "bf16 + channels_last", "bf16+compile": "bf16 + CL + torch.compile"}
+
+
+def build_forward(model: str, precision: str):
+    """A function of a batch size that runs one forward pass of `model` on a ready batch, and the input size."""
+    if model == "resmem":
+        from resmem import ResMem
+
+        resmem = ResMem(pretrained=True).eval()
+
+        def run(pixels: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode():
+                return resmem(pixels)
+
+        return run, 227
+    from memorability.image_processing import make_image_processor
+    from memorability.inference import MemorabilityPredictor
+    from memorability.presets import build_model
+
+    network = build_model("resnet50", backbone_weights="none")
+    predictor = MemorabilityPredictor(network, make_image_processor(), device="cpu", precision=precision.split("+")[0])
+    if precision.endswith("+compile"):
+        predictor.model = torch.compile(predictor.model)
+    return (lambda pixels: predictor.forward(pixels)[0]), 224
+
+
+def median_seconds(run, pixels: torch.Tensor, warmup: int, iterations: int) -> tuple[float, float]:
+    """(median, first warm-up) seconds per call: the first call pays compilation, if any."""
+    started = time.perf_counter()
+    run(pixels)
+    first = time.perf_counter() - started
+    for _ in range(warmup - 1):
+        run(pixels)
+    times = []
+    for _ in range(iterations):
+        started = time.perf_counter()
+        run(pixels)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), first
+
+
+def measure(model: str, precision: str, batch1_iterations: int, batch32_iterations: int) -> dict:
+    """(In the worker process.) Batch 1 and batch 32 timings of one configuration."""
+    tuned = tune_allocator()
+    torch.manual_seed(0)
+    run, size = build_forward(model, precision)
+    batch1, first1 = median_seconds(run, torch.randn(1, 3, size, size), 3, batch1_iterations)
+    batch32, first32 = median_seconds(run, torch.randn(32, 3, size, size), 2, batch32_iterations)
+    return {
+        "mallopt_applied": tuned,
+        "threads": torch.get_num_threads(),
+        "batch1_ms": batch1 * 1000,
+        "batch1_images_per_s": 1 / batch1,
+        "batch32_images_per_s": 32 / batch32,
+        "first_call_s": {"batch1": first1, "batch32": first32},
+    }
+
+
+def worker_environment(allocator: str) -> dict:
+    env = {key: value for key, value in os.environ.items() if key not in ALLOCATOR_ENV}
+    if allocator != "mallopt":
+        env["MEMORABILITY_DEFAULT_ALLOCATOR"] = "1"
+    else:
+        env.pop("MEMORABILITY_DEFAULT_ALLOCATOR", None)
+    if allocator == "env":
+        env.update(ALLOCATOR_ENV)
+    return env
+
+
+def run_configuration(model: str, precision: str, allocator: str, args: argparse.Namespace) -> dict:
+    """One configuration in its own process; a failure becomes a row with an error, not the end of the run."""
+    row = {"model": model, "precision": precision, "allocator": allocator}
+    arguments = [__file__, "--worker", model, precision]
+    arguments += ["--batch1-iterations", str(args.batch1_iterations), "--batch32-iterations", str(args.batch32_iterations)]
+    try:
+        return row | json_line(run_python(arguments, env=worker_environment(allocator)))
+    except WorkerFailed as error:
+        return row | {"error": str(error)}
+
+
+def wanted(model: str, precision: str, args: argparse.Namespace) -> bool:
+    """Skip what was asked to be skipped, and ResMem where it is not installed."""
+    if model == "resmem" and (args.no_resmem or importlib.util.find_spec("resmem") is None):
+        return False
+    return not (precision.endswith("compile") and args.no_compile)
+
+
+def find(rows: list[dict], model: str, precision: str, allocator: str) -> dict | None:
+    for row in rows:
+        if (row["model"], row["precision"], row["allocator"]) == (model, precision, allocator) and "error" not in row:
+            return row
+    return None
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Ratios of our default (bf16 + channels_last, mallopt) to ResMem, and the goals, from this one run."""
+    ours = find(rows, "ours", "bf16", "mallopt")
+    resmem_tuned, resmem_default = find(rows, "resmem", "fp32", "env"), find(rows, "resmem", "fp32", "default")
+    summary: dict = {"goals": GOALS}
+    for batch in ("batch1_images_per_s", "batch32_images_per_s"):
+        for name, resmem in (("same_allocator", resmem_tuned), ("resmem_defaults", resmem_default)):
+            if ours and resmem:
+                summary[f"ratio_{batch.split('_')[0]}_{name}"] = ours[batch] / resmem[batch]
+    if ours:
+        summary["goal_batch32"] = ours["batch32_images_per_s"] >= GOALS["batch32_images_per_s"]
+        summary["goal_batch1"] = ours["batch1_ms"] <= GOALS["batch1_ms"]
+    if "ratio_batch32_same_allocator" in summary:
+        summary["goal_ratio"] = summary["ratio_batch32_same_allocator"] >= GOALS["ratio_same_allocator"]
+    return summary
+
+
+def print_table(rows: list[dict], summary: dict) -> None:
+    print(f"Inference, model forward only, {os.cpu_count()} CPU cores (load average before: {os.getloadavg()[0]:.1f})")
+    print(f"{'model':8} {'precision':27} {'allocator':9} {'b1 ms':>8} {'b1 img/s':>9} {'b32 img/s':>10}")
+    for row in rows:
+        head = f"{row['model']:8} {LABELS[row['precision']]:27} {row['allocator']:9}"
+        if "error" in row:
+            print(f"{head} failed: {row['error'].splitlines()[-1]}")
+        else:
+            print(f"{head} {row['batch1_ms']:8.1f} {row['batch1_images_per_s']:9.1f} {row['batch32_images_per_s']:10.1f}")
+    print("\nOurs (bf16 + channels_last, mallopt) ÷ ResMem:")
+    for key, value in summary.items():
+        if key.startswith("ratio_"):
+            print(f"  {key[6:]:32} {value:6.1f}×")
+    for key in ("goal_batch32", "goal_batch1", "goal_ratio"):
+        if key in summary:
+            print(f"  {key:32} {'met' if summary[key] else 'NOT met'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch1-iterations", type=int, default=30)
+    parser.add_argument("--batch32-iterations", type=int, default=6)
+    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile (it compiles for minutes)")
+    parser.add_argument("--no-resmem", action="store_true", help="skip ResMem (pip install resmem to compare)")
+    parser.add_argument("--worker", nargs=2, metavar=("MODEL", "PRECISION"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(measure(*args.worker, args.batch1_iterations, args.batch32_iterations)))
+        return 0
+    if importlib.util.find_spec("resmem") is None and not args.no_resmem:
+        print("ResMem is not installed (pip install resmem): measuring ours only.")
+    rows = [run_configuration(*config, args) for config in CONFIGURATIONS if wanted(*config[:2], args)]
+    summary = summarise(rows)
+    print_table(rows, summary)
+    print(f"\nwrote {save_result('inference', {'settings': vars(args), 'rows': rows, 'summary': summary})}")
+    return 1 if any("error" in row for row in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

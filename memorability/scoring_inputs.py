@@ -1,0 +1,131 @@
+"""What `memorability predict` scores: image files, folders, a CSV listing images, or a Parquet table of images.
+
+Every input becomes the same two parallel lists, in input order: a name per image (what the output's `path` column
+says) and a source per image (a path, or a row of a Parquet file read lazily in the DataLoader worker that decodes
+it), so that scoring, sharding and resuming never care where the images came from.
+"""
+
+import csv
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import MemorabilityError
+from .images import list_image_files
+
+IMAGE_COLUMN = "image"
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """An image stored in a Parquet file, found by row group so that a worker reads ~100 rows, not the file."""
+
+    file: str
+    row_group: int
+    row: int
+
+
+class ImageSources(Sequence):
+    """Paths as they are, Parquet rows as their embedded bytes (or stored path); one row group cached per process."""
+
+    def __init__(self, items: list[str | TableRow]):
+        self.items = items
+        self.cached: tuple[tuple[str, int], list[bytes | str]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> str | bytes:
+        item = self.items[index]
+        if isinstance(item, str):
+            return item
+        key = (item.file, item.row_group)
+        if self.cached is None or self.cached[0] != key:
+            column = pq.ParquetFile(item.file).read_row_group(item.row_group, columns=[IMAGE_COLUMN]).column(0)
+            images = column.combine_chunks()
+            data, paths = images.field("bytes").to_pylist(), images.field("path").to_pylist()
+            self.cached = key, [raw if raw is not None else path for raw, path in zip(data, paths)]
+        return self.cached[1][item.row]
+
+
+@dataclass
+class ScoringInputs:
+    """Parallel lists in input order: `names[i]` labels the image `sources[i]` opens."""
+
+    names: list[str] = field(default_factory=list)
+    items: list[str | TableRow] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def sources(self) -> ImageSources:
+        return ImageSources(self.items)
+
+    def add_files(self, paths: Sequence[str | os.PathLike]) -> None:
+        self.names.extend(str(path) for path in paths)
+        self.items.extend(str(path) for path in paths)
+
+
+def collect_inputs(inputs: Sequence[str]) -> ScoringInputs:
+    """Expand files, folders (recursively), CSV files (column `image`) and Parquet tables into images to score.
+
+    A file is kept whatever its extension (an unreadable one becomes an error row), except `.csv` and `.parquet`,
+    which list images; a folder holding Parquet files is a table (as `memorability.data.save_table` writes it).
+    """
+    collected = ScoringInputs()
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            add_folder(collected, path)
+        elif path.suffix.lower() == ".csv" and path.is_file():
+            collected.add_files(read_image_csv(path))
+        elif path.suffix.lower() == ".parquet" and path.is_file():
+            add_table(collected, path)
+        elif path.exists():
+            collected.add_files([path])
+        else:
+            raise MemorabilityError(f"{item}: no such file or folder.")
+    if not collected.names:
+        raise MemorabilityError(f"No image files found in {', '.join(inputs)}.")
+    return collected
+
+
+def add_folder(collected: ScoringInputs, folder: Path) -> None:
+    """An image folder, or a Parquet table's folder: never both, since which one was meant is a guess."""
+    tables = sorted(path for path in folder.rglob("*.parquet") if path.is_file())
+    images = list_image_files(folder)
+    if tables and images:
+        raise MemorabilityError(
+            f"{folder} holds both image files and Parquet files; pass the Parquet files or a folder of images only."
+        )
+    for table in tables:
+        add_table(collected, table)
+    collected.add_files(images)
+
+
+def read_image_csv(path: Path) -> list[Path]:
+    """The `image` column of a CSV, each path relative to the CSV's folder (absolute paths stay as they are)."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if IMAGE_COLUMN not in (reader.fieldnames or []):
+            raise MemorabilityError(f"{path}: no '{IMAGE_COLUMN}' column (a header row naming the image paths).")
+        return [path.parent / row[IMAGE_COLUMN] for row in reader]
+
+
+def add_table(collected: ScoringInputs, path: Path) -> None:
+    """Every row of a Parquet file with a `datasets.Image` column `image` (struct of bytes and path)."""
+    parquet = pq.ParquetFile(path)
+    schema = parquet.schema_arrow
+    kind = schema.field(IMAGE_COLUMN).type if IMAGE_COLUMN in schema.names else None
+    if not (pa.types.is_struct(kind) and {"bytes", "path"} <= {kind.field(i).name for i in range(kind.num_fields)}):
+        raise MemorabilityError(f"{path}: no '{IMAGE_COLUMN}' column of images (bytes and path, as `datasets` writes).")
+    stored = pq.read_table(path, columns=[f"{IMAGE_COLUMN}.path"]).column(0).to_pylist()
+    for group in range(parquet.metadata.num_row_groups):
+        rows = parquet.metadata.row_group(group).num_rows
+        collected.items.extend(TableRow(str(path), group, row) for row in range(rows))
+    collected.names.extend(name or f"{path}#{row}" for row, name in enumerate(stored))

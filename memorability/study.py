@@ -1,0 +1,241 @@
+"""The ablation study: which human-interpretable features does the model rely on?
+
+Every image is scored as it is and under each ablation (blur, grayscale, centre crop, ...); how the score moves,
+image by image, says how much the model leans on the feature that ablation removes. `run_study` does it end to end:
+
+1. images come from a LaMem split (`load_lamem`), a CSV of scored photos, or any folder of unscored images;
+2. each process scores its shard into its own part of a resumable per-image cache (`study_scoring`);
+3. after `wait_for_everyone`, the main process merges the parts and writes the statistics (`study_stats`) and
+   the report, tables and plots (`study_report`).
+
+train/ablation_study.py is the command line; it runs under `accelerate launch --multi_gpu --num_processes N` too.
+"""
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from datasets import Image as ImageFeature
+
+from .ablations import UnknownAblationError, ablation_names, get_ablation
+from .data import SPLIT_NAMES, load_lamem
+from .distributed import make_accelerator
+from .evaluation import describe_data
+from .gradcam import grad_cam, model_view
+from .images import list_image_files, load_image
+from .inference import MemorabilityPredictor, load_predictor
+from .study_scoring import (
+    ORIGINAL,
+    ScoreCache,
+    StudyError,
+    StudyItem,
+    StudyTable,
+    Variant,
+    merge,
+    missing_variants,
+    model_fingerprint,
+    score_shard,
+)
+from .study_report import Example, write_outputs
+from .study_stats import (
+    ALPHA,
+    BOOTSTRAP_RESAMPLES,
+    CONFIDENCE_LEVEL,
+    CORRECTION,
+    EQUIVALENCE_MARGIN,
+    METHODS,
+    MIN_GROUP_SIZE,
+    group_statistics,
+)
+
+
+@dataclass
+class StudyConfig:
+    """What to study and how; `data` (LaMem folder, table or CSV) and `images` (a folder) are alternatives."""
+
+    model: str
+    out_dir: str
+    data: str | None = None
+    images: str | None = None
+    split: int = 1
+    subset: str = "test"
+    ablations: Sequence[str] = field(default_factory=ablation_names)
+    params: dict[str, dict[str, float]] = field(default_factory=dict)
+    limit: int | None = None
+    batch_size: int = 32
+    precision: str = "fp32"
+    seed: int = 0
+    n_resamples: int = BOOTSTRAP_RESAMPLES
+    examples: int = 3
+    cam_method: str = "gradcam"
+    overwrite: bool = False
+    progress: bool = True
+
+
+def resolve_variants(config: StudyConfig) -> list[Variant]:
+    """The original and each asked-for ablation with its defaults and overrides checked, in the order asked."""
+    for name in ("limit", "batch_size", "n_resamples"):
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            raise StudyError(f"{name} must be at least 1, not {value}.")
+    unknown = sorted(set(config.params) - set(config.ablations))
+    if unknown:
+        raise StudyError(f"Parameters given for {unknown[0]!r}, which is not among the ablations studied.")
+    if len(set(config.ablations)) != len(config.ablations) or not config.ablations:
+        raise StudyError("Name each ablation once, and at least one.")
+    variants = [Variant(ORIGINAL, {})]
+    for name in config.ablations:
+        try:
+            variants.append(Variant(name, get_ablation(name).resolve(**config.params.get(name, {}))))
+        except (UnknownAblationError, ValueError) as error:
+            raise StudyError(str(error)) from None
+    return variants
+
+
+def load_items(config: StudyConfig) -> tuple[list[StudyItem], dict[str, object]]:
+    """The images to study (at most `limit`) and a description of where they came from, for results.json."""
+    if (config.data is None) == (config.images is None):
+        raise StudyError("Give either a dataset (--data) or a folder of images (--images), not both or neither.")
+    if config.images is not None:
+        folder = Path(config.images)
+        if not folder.is_dir():
+            raise StudyError(f"{folder}: no such folder of images.")
+        paths = list_image_files(folder)[: config.limit]
+        if not paths:
+            raise StudyError(f"{folder}: no image files found.")
+        items = [StudyItem(str(path.relative_to(folder)), str(path), None) for path in paths]
+        return items, {"name": f"images in {folder.name}", "kind": "folder", "is_lamem": False, "path": str(folder)}
+    subset = SPLIT_NAMES.get(config.subset)
+    if subset is None:
+        raise StudyError(f"Subset {config.subset!r} is not train, validation (val) or test.")
+    rows = load_lamem(config.data, split=config.split)[subset]
+    if config.limit is not None:
+        rows = rows.select(range(min(config.limit, len(rows))))
+    rows = rows.cast_column("image", ImageFeature(decode=False))
+    items = [
+        StudyItem(row["image_id"], row["image"]["bytes"] or row["image"]["path"], float(row["score"])) for row in rows
+    ]
+    if not items:
+        raise StudyError(f"{config.data}: the {subset} subset of split {config.split} holds no images.")
+    description = describe_data(config.data)
+    return items, {**description, "source": str(config.data), "split": config.split, "subset": subset}
+
+
+def image_source(data: dict[str, object]) -> str:
+    """Where the images are, as an absolute path where it is one, so the cache check does not depend on the cwd."""
+    source = str(data.get("source", data.get("path")))
+    return str(Path(source).resolve()) if Path(source).exists() else source
+
+
+def statistics_settings(config: StudyConfig, comparisons: int) -> dict[str, object]:
+    """How the numbers were computed, for results.json and the report's methods section."""
+    return {
+        **METHODS,
+        "correction_method": CORRECTION,
+        "comparisons_per_group": comparisons,
+        "alpha": ALPHA,
+        "confidence_level": CONFIDENCE_LEVEL,
+        "bootstrap_resamples": config.n_resamples,
+        "seed": config.seed,
+        "min_group_size": MIN_GROUP_SIZE,
+        "equivalence_margin": EQUIVALENCE_MARGIN,
+    }
+
+
+def study_statistics(table: StudyTable, config: StudyConfig) -> dict[str, dict]:
+    """`group_statistics` for all readable images and for those with and without a detected face."""
+    results = {}
+    for group, mask in table.group_masks().items():
+        human = table.human[mask] if table.has_human else None
+        ablated = {name: values[mask] for name, values in table.ablated.items()}
+        results[group] = group_statistics(table.original[mask], ablated, human, config.seed, config.n_resamples)
+    return results
+
+
+def pick_examples(table: StudyTable, count: int) -> list[int]:
+    """Indices of `count` readable images spread over the original scores (highest first), a face image among them
+    where there is one: faces_removed changes nothing on the others."""
+    readable = np.flatnonzero(table.readable)
+    if count <= 0 or readable.size == 0:
+        return []
+    ranked = readable[np.argsort(-table.original[readable], kind="stable")]
+    chosen = [int(ranked[round(i)]) for i in np.linspace(0, ranked.size - 1, min(count, ranked.size))]
+    faces = [int(index) for index in ranked if table.faces[index] > 0]
+    if faces and not set(chosen) & set(faces):
+        chosen[-1] = faces[0]
+    return list(dict.fromkeys(chosen))
+
+
+def build_examples(
+    predictor: MemorabilityPredictor,
+    table: StudyTable,
+    items: list[StudyItem],
+    variants: list[Variant],
+    config: StudyConfig,
+) -> list[Example]:
+    """The example images under every variant with their scores and, from `gradcam`, heat maps before and after."""
+    examples = []
+    for index in pick_examples(table, config.examples):
+        picture = load_image(items[index].source, name=items[index].image_id)
+        ablated = [variant.apply(picture) for variant in variants]
+        result = grad_cam(predictor.model, predictor.preprocess(ablated), method=config.cam_method)
+        scores = [table.original[index]] + [table.ablated[variant.name][index] for variant in variants[1:]]
+        examples.append(
+            Example(
+                image_id=items[index].image_id,
+                views={v.name: model_view(image, predictor.processor) for v, image in zip(variants, ablated)},
+                scores={variant.name: float(score) for variant, score in zip(variants, scores)},
+                maps={variant.name: cam for variant, cam in zip(variants, result.maps)},
+            )
+        )
+    return examples
+
+
+def run_study(config: StudyConfig) -> dict | None:
+    """Score, cache, merge and report; returns the results on the main process (None on the others)."""
+    variants = resolve_variants(config)
+    accelerator = make_accelerator()
+    items, data = load_items(config)
+    predictor = load_predictor(config.model, accelerator.device, config.precision, config.batch_size)
+    meta = {"model": model_fingerprint(predictor), "precision": config.precision, "images": image_source(data)}
+    cache = ScoreCache(config.out_dir)
+    if not config.overwrite:
+        cache.check(meta)  # every process checks before any writes, so that all fail together
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        cache.reset(meta, clear=config.overwrite)
+    accelerator.wait_for_everyone()
+    done = cache.read()
+    missing = [len(missing_variants(item, variants, done)) for item in items]
+    score_shard(predictor, items, variants, cache, done, accelerator, config.progress)
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return None
+    table = merge(items, variants, cache.read())
+    results = {
+        "model": {"source": str(config.model), "fingerprint": meta["model"], "precision": config.precision},
+        "data": data,
+        "config": asdict(config),
+        "ablations": {variant.name: get_ablation(variant.name).describe(**variant.params) for variant in variants[1:]},
+        "statistics": statistics_settings(config, comparisons=len(variants) - 1),
+        "num_processes": accelerator.num_processes,
+        "n_images": len(items),
+        "n_unreadable": int((~table.readable).sum()),
+        "has_human_scores": table.has_human,
+        "cache": {"images_complete": missing.count(0), "scores_computed": sum(missing)},
+        "groups": study_statistics(table, config),
+    }
+    examples = build_examples(predictor, table, items, variants, config)
+    return write_outputs(Path(config.out_dir), results, table, examples)
+
+
+__all__ = [
+    "StudyConfig",
+    "StudyError",
+    "load_items",
+    "pick_examples",
+    "resolve_variants",
+    "run_study",
+    "study_statistics",
+]

@@ -1,0 +1,348 @@
+"""What an ablation study leaves behind: results.json, a per-image CSV, report.md with findings written from the
+numbers, and three plots (changes per ablation, Spearman ρ bars, example images with Grad-CAM before and after).
+
+Nothing here states a conclusion of its own: every sentence of the findings is chosen and filled in from the
+statistics, so the same code reports "blur matters most" on one model and "nothing matters" on another.
+"""
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .gradcam import overlay
+from .study_scoring import GROUPS, ORIGINAL, StudyTable
+
+RESULTS_FILE = "results.json"
+REPORT_FILE = "report.md"
+PER_IMAGE_FILE = "per_image.csv"
+CHANGES_PLOT = "changes.png"
+RHO_PLOT = "spearman.png"
+EXAMPLES_PLOT = "examples.png"
+GROUP_TITLES = {"all": "All images", "with_face": "Images with a detected face", "without_face": "Images without a face"}
+FONT_SIZE = 11
+CAM_OPACITY = 0.45
+
+
+@dataclass
+class Example:
+    """One row of the example grid: the picture under each variant as the model saw it, its score and heat map."""
+
+    image_id: str
+    views: dict[str, Image.Image]
+    scores: dict[str, float]
+    maps: dict[str, np.ndarray]
+
+
+def finite_or_none(value: object) -> object:
+    """JSON has no NaN: undefined numbers (ρ of a constant, d_z of a constant change) are written as null."""
+    if isinstance(value, dict):
+        return {key: finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_per_image_csv(path: Path, table: StudyTable) -> None:
+    """One row per image: id, human score, original and ablated predictions, faces found, and any read error."""
+    names = list(table.ablated)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image_id", "human_score", ORIGINAL, *names, "faces", "error"])
+        for row, image_id in enumerate(table.image_ids):
+            scores = [table.original[row], *(table.ablated[name][row] for name in names)]
+            writer.writerow(
+                [image_id, number(table.human[row]), *(number(score) for score in scores),
+                 table.faces[row] if table.errors[row] is None else "", table.errors[row] or ""]
+            )  # fmt: skip
+
+
+def number(value: float, digits: int = 6) -> str:
+    return "" if not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def signed(value: float, digits: int = 3) -> str:
+    """A change with its sign and a true minus sign: −0.123, +0.004."""
+    return f"{value:+.{digits}f}".replace("-", "−") if math.isfinite(value) else "n/a"
+
+
+def p_text(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def rho_text(value: float) -> str:
+    return f"{value:.3f}" if math.isfinite(value) else "n/a"
+
+
+def interval(result: dict) -> str:
+    return f"[95% CI {signed(result['ci_low'])}, {signed(result['ci_high'])}]"
+
+
+def params_text(params: dict[str, float]) -> str:
+    return ", ".join(f"{key}={value:g}" for key, value in params.items()) or "—"
+
+
+def results_table(group: dict, ablations: dict[str, dict]) -> list[str]:
+    """The Markdown table of one group: one row per ablation."""
+    with_human = any("spearman_human_ablated" in result for result in group["ablations"].values())
+    header = ["ablation", "parameters", "mean Δ [95% CI]", "median Δ", "p (Holm)", "rank-biserial r", "d_z",
+              "ρ original vs ablated"] + (["ρ vs human: original → ablated"] if with_human else [])  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, result in group["ablations"].items():
+        cells = [
+            f"`{name}`",
+            params_text(ablations[name]["params"]),
+            f"{signed(result['mean_change'])} [{signed(result['ci_low'])}, {signed(result['ci_high'])}]",
+            signed(result["median_change"]),
+            p_text(result["p_holm"]) + ("" if result["significant"] else " (n.s.)"),
+            signed(result["rank_biserial"], 2),
+            signed(result["cohens_dz"], 2),
+            rho_text(result["spearman_original_ablated"]),
+        ]
+        if with_human:
+            cells.append(f"{rho_text(result['spearman_human_original'])} → {rho_text(result['spearman_human_ablated'])}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def change_sentence(name: str, result: dict, lead: str, margin: float) -> str:
+    """One finding about one ablation, its words chosen by the numbers."""
+    text = (
+        f"`{name}` {lead}: mean {signed(result['mean_change'])} {interval(result)}, median "
+        f"{signed(result['median_change'])}, {p_text(result['p_holm'])} (Holm), rank-biserial r = "
+        f"{signed(result['rank_biserial'], 2)}."
+    )
+    if result["n_changed"] == 0:
+        text += " It changed no prediction at all: it found nothing to remove in these images."
+    elif result["within_margin"]:
+        text += f" Its CI lies inside ±{margin:g}: practically no change."
+    return text
+
+
+def findings(group: dict, margin: float) -> list[str]:
+    """The findings of one group as sentences: effects from largest drop to largest rise, then rankings."""
+    results = group["ablations"]
+    ordered = sorted(results, key=lambda name: results[name]["mean_change"])
+    drops = [name for name in ordered if results[name]["significant"] and results[name]["mean_change"] < 0]
+    rises = [name for name in reversed(ordered) if results[name]["significant"] and results[name]["mean_change"] > 0]
+    sentences = []
+    for rank, name in enumerate(drops):
+        sentences.append(change_sentence(name, results[name], "lowers the score most" if rank == 0 else
+                                         "also lowers it", margin))  # fmt: skip
+    for rank, name in enumerate(rises):
+        sentences.append(change_sentence(name, results[name], "raises the score most" if rank == 0 else
+                                         "also raises it", margin))  # fmt: skip
+    for name in ordered:
+        if not results[name]["significant"]:
+            sentences.append(change_sentence(name, results[name], "shows no significant change", margin))
+    by_rho = sorted(
+        (name for name in ordered if math.isfinite(results[name]["spearman_original_ablated"])),
+        key=lambda name: results[name]["spearman_original_ablated"],
+    )
+    if len(by_rho) > 1:
+        best, worst = results[by_rho[-1]], results[by_rho[0]]
+        sentences.append(
+            f"The ranking of the images survives `{by_rho[-1]}` best (ρ = {rho_text(best['spearman_original_ablated'])}"
+            f" between original and ablated predictions) and `{by_rho[0]}` worst "
+            f"(ρ = {rho_text(worst['spearman_original_ablated'])})."
+        )
+    with_human = [name for name in ordered if math.isfinite(results[name].get("spearman_human_ablated", math.nan))]
+    if with_human:
+        original = results[with_human[0]]["spearman_human_original"]
+        loss = {name: original - results[name]["spearman_human_ablated"] for name in with_human}
+        worst = max(loss, key=loss.get)
+        sentences.append(
+            f"Against human scores (ρ = {rho_text(original)} unablated), `{worst}` costs the most: ρ = "
+            f"{rho_text(results[worst]['spearman_human_ablated'])} ({signed(-loss[worst])})."
+        )
+    return sentences
+
+
+def reported_groups(results: dict) -> list[str]:
+    """All images, then the face subgroups, unless one is empty: the other is then all images again."""
+    groups = results["groups"]
+    if min(groups["with_face"]["n"], groups["without_face"]["n"]) == 0:
+        return ["all"]
+    return list(GROUPS)
+
+
+def group_section(key: str, group: dict, ablations: dict[str, dict], margin: float) -> list[str]:
+    lines = [f"## {GROUP_TITLES[key]} (n = {group['n']})", ""]
+    if not group["ablations"]:
+        return lines + [f"No statistics: {group['note']}.", ""]
+    lines += results_table(group, ablations) + ["", "Findings:", ""]
+    return lines + [f"- {sentence}" for sentence in findings(group, margin)] + [""]
+
+
+def write_report(path: Path, results: dict) -> None:
+    """report.md: what was studied, one table and findings per group, the methods, the plots."""
+    settings = results["statistics"]
+    data, model = results["data"], results["model"]
+    with_face, without_face = (results["groups"][key]["n"] for key in ("with_face", "without_face"))
+    lines = [
+        "# Ablation study: which features does the model rely on?",
+        "",
+        f"- Model: `{model['source']}` (fingerprint {model['fingerprint']}, {model['precision']})",
+        f"- Data: {data['name']}" + (f", split {data['split']}, {data['subset']}" if "split" in data else ""),
+        f"- Images: {results['n_images']} ({results['n_unreadable']} unreadable); {with_face} with a detected face, "
+        f"{without_face} without; human scores: {'yes' if results['has_human_scores'] else 'no'}",
+        f"- Processes: {results['num_processes']}; scores computed in this run: "
+        f"{results['cache']['scores_computed']}; images found complete in the cache: "
+        f"{results['cache']['images_complete']}",
+        "",
+        "Δ is the ablated minus the original prediction on the 0–1 score scale; negative means the ablation makes the "
+        "model find the image less memorable.",
+        "",
+    ]
+    for key in reported_groups(results):
+        lines += group_section(key, results["groups"][key], results["ablations"], settings["equivalence_margin"])
+    if reported_groups(results) == ["all"]:
+        lines += ["## Face subgroups", "", f"No subgroup statistics: {with_face} images with a detected face and "
+                  f"{without_face} without, so one subgroup is empty and the other is all images (above).", ""]
+    lines += [
+        "## Methods",
+        "",
+        f"- Test: {settings['test']}.",
+        f"- Correction: {settings['correction']} ({settings['comparisons_per_group']} comparisons; significant at "
+        f"adjusted p < {settings['alpha']:g}).",
+        f"- Effect sizes: {settings['effect_sizes']}.",
+        f"- CI: {settings['confidence_interval']} ({settings['bootstrap_resamples']:,} resamples, seed "
+        f"{settings['seed']}, {settings['confidence_level']:.0%}).",
+        f"- A group of fewer than {settings['min_group_size']} images gets no statistics; a CI inside "
+        f"±{settings['equivalence_margin']:g} is called practically no change.",
+        "- Ablations:",
+        *(f"  - `{name}`: {item['description']}" for name, item in results["ablations"].items()),
+        "",
+        "## Plots",
+        "",
+        *(f"![{name}]({name})" for name in results["files"]["plots"]),
+        "",
+    ]
+    path.write_text("\n".join(lines))
+
+
+def plot_changes(path: Path, results: dict, table: StudyTable) -> None:
+    """Violin + jittered points of the change per ablation, mean and bootstrap CI on top; one panel per group."""
+    import matplotlib.pyplot as plt
+
+    groups = [key for key in reported_groups(results) if results["groups"][key]["ablations"]]
+    names = list(table.ablated)
+    masks = table.group_masks()
+    figure, panels = plt.subplots(len(groups), 1, figsize=(1.6 * len(names) + 3, 4.2 * len(groups)), dpi=110,
+                                  squeeze=False)  # fmt: skip
+    rng = np.random.default_rng(0)
+    for axes, key in zip(panels[:, 0], groups):
+        changes = [table.ablated[name][masks[key]] - table.original[masks[key]] for name in names]
+        positions = np.arange(1, len(names) + 1)
+        violins = axes.violinplot(changes, positions, widths=0.8, showextrema=False)
+        for body in violins["bodies"]:
+            body.set(facecolor="#9ecae1", edgecolor="#3182bd", alpha=0.6)
+        for position, values in zip(positions, changes):
+            axes.scatter(position + rng.uniform(-0.18, 0.18, values.size), values, s=6, color="#08519c", alpha=0.35)
+        stats = [results["groups"][key]["ablations"][name] for name in names]
+        means = np.array([result["mean_change"] for result in stats])
+        errors = np.array([[m - r["ci_low"], r["ci_high"] - m] for m, r in zip(means, stats)]).T
+        axes.errorbar(positions, means, yerr=errors, fmt="D", color="#d62728", markersize=6, capsize=5,
+                      label="mean and 95% bootstrap CI")  # fmt: skip
+        axes.axhline(0, color="grey", linewidth=1, linestyle="--")
+        stars = ["*" if result["significant"] else "n.s." for result in stats]
+        axes.set_xticks(positions, [f"{name}\n({star})" for name, star in zip(names, stars)], fontsize=FONT_SIZE)
+        axes.set_ylabel("change in predicted score\n(ablated − original, 0–1 scale)", fontsize=FONT_SIZE)
+        axes.set_title(f"{GROUP_TITLES[key]} (n = {results['groups'][key]['n']}): "
+                       "* = Holm-adjusted Wilcoxon p < 0.05", fontsize=FONT_SIZE + 1)  # fmt: skip
+        axes.tick_params(axis="y", labelsize=FONT_SIZE - 1)
+        axes.legend(fontsize=FONT_SIZE - 1, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        axes.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def plot_spearman(path: Path, results: dict) -> None:
+    """Bars of ρ(original, ablated) and, with human scores, ρ(ablated, human) next to the unablated ρ with humans."""
+    import matplotlib.pyplot as plt
+
+    group = results["groups"]["all"]["ablations"]
+    names = list(group)
+    positions = np.arange(len(names))
+    with_human = results["has_human_scores"]
+    width = 0.38 if with_human else 0.6
+    figure, axes = plt.subplots(figsize=(1.4 * len(names) + 3, 4.8), dpi=110)
+    series = [("original vs ablated prediction", "spearman_original_ablated", "#3182bd")]
+    if with_human:
+        series.append(("ablated prediction vs human score", "spearman_human_ablated", "#e6550d"))
+    for offset, (label, key, colour) in zip(np.linspace(-width / 2, width / 2, len(series)) if with_human else [0],
+                                            series):  # fmt: skip
+        values = [group[name][key] for name in names]
+        bars = axes.bar(positions + offset, values, width, label=label, color=colour)
+        axes.bar_label(bars, labels=[rho_text(value) for value in values], fontsize=FONT_SIZE - 2, padding=2)
+    if with_human:
+        original = group[names[0]]["spearman_human_original"]
+        axes.axhline(original, color="black", linestyle="--", linewidth=1.2,
+                     label=f"original prediction vs human score (ρ = {rho_text(original)})")  # fmt: skip
+    axes.set_xticks(positions, names, fontsize=FONT_SIZE)
+    axes.set_ylabel("Spearman ρ", fontsize=FONT_SIZE)
+    axes.set_ylim(min(0.0, np.nanmin([group[name]["spearman_original_ablated"] for name in names]) - 0.05), 1.12)
+    axes.set_title(f"Does the ranking survive each ablation? (n = {results['groups']['all']['n']})",
+                   fontsize=FONT_SIZE + 1)  # fmt: skip
+    axes.legend(fontsize=FONT_SIZE - 1, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(series) + 1)
+    axes.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def plot_examples(path: Path, examples: list[Example], cam_method: str) -> None:
+    """For each example: the picture under every variant (score and change in the title), and below it the
+    Grad-CAM map of that picture, so what the model looked at before and after the ablation sits side by side."""
+    import matplotlib.pyplot as plt
+
+    names = list(examples[0].views)
+    figure, grid = plt.subplots(2 * len(examples), len(names), figsize=(2.3 * len(names), 5.2 * len(examples) + 0.6),
+                                dpi=110, squeeze=False, layout="constrained")  # fmt: skip
+    for row, example in enumerate(examples):
+        original = example.scores[ORIGINAL]
+        for column, name in enumerate(names):
+            score = example.scores[name]
+            title = f"{name}\n{score:.3f}" + ("" if name == ORIGINAL else f" ({signed(score - original)})")
+            picture, heat = grid[2 * row, column], grid[2 * row + 1, column]
+            picture.imshow(example.views[name])
+            picture.set_title(title, fontsize=FONT_SIZE)
+            heat.imshow(overlay(example.views[name], example.maps[name], CAM_OPACITY))
+            for axes in (picture, heat):
+                axes.set_xticks([])
+                axes.set_yticks([])
+        grid[2 * row, 0].set_ylabel(f"image {example.image_id}", fontsize=FONT_SIZE)
+        grid[2 * row + 1, 0].set_ylabel(f"{cam_method} map", fontsize=FONT_SIZE)
+    figure.suptitle("Predicted score (change from the original) of each picture, and below it the Grad-CAM map of "
+                    "that score\n(red: the regions that raise it most; every map scaled to its own maximum)",
+                    fontsize=FONT_SIZE + 1)  # fmt: skip
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def write_outputs(out_dir: Path, results: dict, table: StudyTable, examples: list[Example]) -> dict:
+    """Write every file of the study into `out_dir`; returns the results with the file names added."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_per_image_csv(out_dir / PER_IMAGE_FILE, table)
+    plots = []
+    if results["groups"]["all"]["ablations"]:
+        plot_changes(out_dir / CHANGES_PLOT, results, table)
+        plot_spearman(out_dir / RHO_PLOT, results)
+        plots += [CHANGES_PLOT, RHO_PLOT]
+    if examples:
+        plot_examples(out_dir / EXAMPLES_PLOT, examples, results["config"]["cam_method"])
+        plots.append(EXAMPLES_PLOT)
+    results = {**results, "files": {"report": REPORT_FILE, "per_image": PER_IMAGE_FILE, "plots": plots}}
+    (out_dir / RESULTS_FILE).write_text(json.dumps(finite_or_none(results), indent=2, allow_nan=False))
+    write_report(out_dir / REPORT_FILE, results)
+    return results
