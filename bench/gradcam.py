@@ -11,16 +11,13 @@ processes hits them alike. Needs `pip install grad-cam==1.5.7 --no-deps ttach sc
 import argparse
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
 from memorability.gradcam import ScoreOutput, default_layer, grad_cam
 from memorability.presets import build_model
 from memorability.runtime import tune_allocator
-from reporting import write_result
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from machine import save_result
 
 
 def parse_args() -> argparse.Namespace:
@@ -29,7 +26,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per contender; the best is reported")
-    parser.add_argument("--output", type=Path, default=PROJECT_ROOT / "bench/results/gradcam.json")
     return parser.parse_args()
 
 
@@ -90,7 +86,8 @@ def main() -> None:
     for row in rows:
         cells = " ".join(f"{row['ms_per_image'][name]:>17.1f}" for name in names)
         print(f"{row['batch_size']:>5} {cells} {row['speedup']:>8.2f}×")
-    write_result(args, {"layer": layer, "rows": rows})
+    path = save_result("gradcam", {"settings": vars(args), "layer": layer, "rows": rows})
+    print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":

@@ -82,12 +82,14 @@ def median_seconds(run, pixels: torch.Tensor, warmup: int, iterations: int) -> t
 
 def measure(model: str, precision: str, batch1_iterations: int, batch32_iterations: int) -> dict:
     """(In the worker process.) Batch 1 and batch 32 timings of one configuration."""
+    load = os.getloadavg()[0]
     tuned = tune_allocator()
     torch.manual_seed(0)
     run, size = build_forward(model, precision)
     batch1, first1 = median_seconds(run, torch.randn(1, 3, size, size), 3, batch1_iterations)
     batch32, first32 = median_seconds(run, torch.randn(32, 3, size, size), 2, batch32_iterations)
     return {
+        "load_average_1min": load,
         "mallopt_applied": tuned,
         "threads": torch.get_num_threads(),
         "batch1_ms": batch1 * 1000,
@@ -151,7 +153,7 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def print_table(rows: list[dict], summary: dict) -> None:
-    print(f"Inference, model forward only, {os.cpu_count()} CPU cores (load average before: {os.getloadavg()[0]:.1f})")
+    print(f"Inference, model forward only, {os.cpu_count()} CPU cores; load average at each start in the JSON")
     print(f"{'model':8} {'precision':27} {'allocator':9} {'b1 ms':>8} {'b1 img/s':>9} {'b32 img/s':>10}")
     for row in rows:
         head = f"{row['model']:8} {LABELS[row['precision']]:27} {row['allocator']:9}"

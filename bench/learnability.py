@@ -19,12 +19,12 @@ import numpy as np
 from PIL import Image
 
 from memorability.data import load_lamem
+from memorability.demo import sample_training_arguments
 from memorability.evaluation import evaluate_model
 from memorability.metrics import regression_metrics
 from memorability.runtime import tune_allocator
 from memorability.sample_data import make_sample_data, read_clean_scores
 from memorability.training import BEST_DIR, train
-from memorability.training_args import TrainingArguments
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -70,14 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         mean_baseline = regression_metrics(mean_prediction, test_scores)
         ridge = ridge_baseline(splits)
         start = time.perf_counter()
-        summary = train(
-            TrainingArguments(
-                data=str(data), output_dir=str(Path(work) / "run"), backbone="tiny", backbone_weights="none",
-                image_size=64, epochs=args.epochs, batch_size=32, learning_rate=3e-3, backbone_learning_rate=3e-3,
-                head_dropout=0.1, mixed_precision="no", num_workers=0, report_to="none", save_steps=100_000,
-                seed=args.seed,
-            )
-        )  # fmt: skip
+        summary = train(sample_training_arguments(data, Path(work) / "run", args.epochs, args.seed))
         minutes = (time.perf_counter() - start) / 60
         model = evaluate_model(Path(work) / "run" / BEST_DIR, data, precision="fp32", num_workers=0)["splits"]["1"]
     report = {

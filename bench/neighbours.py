@@ -19,9 +19,8 @@ import numpy as np
 import torch
 
 from memorability.neighbours import CosineSearch, unit_rows
-from reporting import write_result
+from machine import save_result
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CHUNK_ROWS = 65_536
 
 
@@ -32,7 +31,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--queries", type=int, default=30, help="timed queries per contender (after 3 warm-ups)")
     parser.add_argument("--tmp-dir", help="where the memory-mapped fp32 rows go (N × D × 4 bytes; default: $TMPDIR)")
-    parser.add_argument("--output", type=Path, default=PROJECT_ROOT / "bench/results/neighbours.json")
     return parser.parse_args()
 
 
@@ -137,7 +135,8 @@ def main() -> None:
             f"{row['ours_equal_fp32_brute_force']:>3}/{row['checked_queries']}"
         )
     print("(ms; '= fp32': queries whose top-k equals an fp32 numpy brute force, ids and order)")
-    write_result(args, {"rows": results})
+    path = save_result("neighbours", {"settings": vars(args), "rows": results})
+    print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Grad-CAM and Grad-CAM++ of the memorability score: which regions of a picture the score rests on.
 
 Three ideas, three places, as in pytorch-grad-cam:
-- what to explain: the target, here the model's scalar score itself (`score_from_layer`);
+- what to explain: the target, here the model's scalar score itself (`score_from`);
 - how to capture: the activations of one backbone layer and the score's gradient with respect to them
   (`capture`). The forward pass is split at that layer instead of hooked: the part before it runs without autograd
   (no graph kept), and ONE `torch.autograd.grad` call to the activations skips every weight gradient, which is most of
@@ -75,12 +75,20 @@ def default_layer(model: MemorabilityModel) -> str:
     return list(backbone_layers(model))[-1]
 
 
-def score_from_layer(model: MemorabilityModel, layer: str, activations: torch.Tensor) -> torch.Tensor:
-    """The target: the model's score (B,), computed from the activations of `layer` onward."""
-    layers = list(backbone_layers(model).items())
-    start = [name for name, _ in layers].index(layer) + 1
+def split_at(model: MemorabilityModel, layer: str) -> tuple[list[nn.Module], list[nn.Module]]:
+    """The backbone blocks up to and including `layer`, and those after it."""
+    layers = backbone_layers(model)
+    if layer not in layers:
+        raise CamError(f"Unknown layer '{layer}'; choose one of {', '.join(layers)}.")
+    cut = list(layers).index(layer) + 1
+    blocks = list(layers.values())
+    return blocks[:cut], blocks[cut:]
+
+
+def score_from(model: MemorabilityModel, blocks_after: list[nn.Module], activations: torch.Tensor) -> torch.Tensor:
+    """The target: the model's score (B,), computed from a layer's activations through the blocks after it."""
     hidden = activations
-    for _, block in layers[start:]:
+    for block in blocks_after:
         hidden = block(hidden)
     return model.forward_head(model.pool(hidden))
 
@@ -93,22 +101,18 @@ def capture(
     Safe under `torch.no_grad()` / `torch.inference_mode()`: gradients are switched on here, on a clone of the input
     made outside inference mode. Parameters keep their `requires_grad` and never receive a `.grad`.
     """
-    layers = backbone_layers(model)
-    if layer not in layers:
-        raise CamError(f"Unknown layer '{layer}'; choose one of {', '.join(layers)}.")
+    blocks_before, blocks_after = split_at(model, layer)
     if model.training:
         raise CamError("The model is in training mode (batch norm would mix the images); call model.eval() first.")
     parameter = next(model.parameters())
     with torch.inference_mode(False):
         hidden = pixel_values.to(parameter.device, parameter.dtype).clone()
         with torch.no_grad():
-            for name, block in layers.items():
+            for block in blocks_before:
                 hidden = block(hidden)
-                if name == layer:
-                    break
-        activations = hidden.detach().requires_grad_()
+        activations = hidden.requires_grad_()
         with torch.enable_grad():
-            scores = score_from_layer(model, layer, activations)
+            scores = score_from(model, blocks_after, activations)
             (gradients,) = torch.autograd.grad(scores.sum(), activations)
     return activations.detach(), scores.detach(), gradients
 
@@ -182,5 +186,6 @@ __all__ = [
     "gradcam_weights",
     "model_view",
     "overlay",
-    "score_from_layer",
+    "score_from",
+    "split_at",
 ]

@@ -33,9 +33,10 @@ QUANTILE_LEVELS = np.linspace(0.0, 1.0, 101)
 MEMORABLE_ABOVE = 0.75  # more_memorable: above this quantile of the index's own scores
 FORGETTABLE_BELOW = 0.25  # more_forgettable: below this quantile
 INFO_FILE = "index_info.json"
-# |fp16 cosine - fp32 cosine| for unit vectors, fp32 accumulation (what torch's CPU kernels do): rounding both inputs
-# costs at most 2u + u² with u = 2⁻¹¹ (Cauchy-Schwarz), the fp32 sum of 2048 products < 2⁻¹³, the fp16 result's
-# rounding 2⁻¹²; 2⁻⁹ covers the sum (≈ 1.35e-3) with room to spare.
+# Bound on |fp16 cosine - fp32 cosine| for unit vectors, with fp32 accumulation (what torch's x86 CPU kernels do; the
+# tests check the outcome on near-duplicates): rounding both inputs costs at most 2u + u² with u = 2⁻¹¹
+# (Cauchy-Schwarz), the fp32 sum of 2048 products < 2⁻¹³, the fp16 result's rounding 2⁻¹²; 2⁻⁹ covers the sum
+# (≈ 1.35e-3) with room to spare.
 FP16_ERROR_BOUND = 2.0**-9
 # Candidates fetched by the first top-k beyond k; more are taken only when that many lie within the error bound.
 CANDIDATE_SLACK = 32
@@ -100,7 +101,7 @@ class CosineSearch:
         k = min(k, len(self) if allowed is None else int(allowed.sum()))
         if k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        candidates = self.candidates(scores, k)
+        candidates = np.sort(self.candidates(scores, k))  # equal similarities then rank by row, as a stable sort does
         exact = unit_rows(self.embeddings[candidates]) @ query
         order = np.argsort(-exact, kind="stable")[:k]
         return candidates[order], exact[order]

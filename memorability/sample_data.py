@@ -32,6 +32,7 @@ DEFAULT_NOISE = 0.06
 DEFAULT_SIZE = 80
 SPLIT_FRACTIONS = {"train": 45_000 / 58_741, "val": 3_741 / 58_741}
 SPLIT_INDICES = range(1, 6)
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, what PIL's grayscale uses
 
 
 @dataclass(frozen=True)
@@ -79,10 +80,11 @@ def render(features: SampleFeatures, size: int = DEFAULT_SIZE, seed: int = 0) ->
     """Draw an RGB picture of the features: coloured gradient, fine texture, one off-centre bright disc."""
     rng = np.random.default_rng(seed)
     ramp = np.linspace(0.0, 1.0, size)
-    lightness = 0.35 + 0.2 * np.add.outer(ramp, ramp) / 2
-    red, green, blue = colorsys.hls_to_rgb(features.hue, 0.5, features.colour)
-    tint = np.array([red, green, blue]) - 0.5
-    picture = lightness[..., None] + tint[None, None, :] * 0.8
+    lightness = 0.40 + 0.2 * np.add.outer(ramp, ramp) / 2
+    rgb = np.array(colorsys.hls_to_rgb(features.hue, 0.5, features.colour))
+    # A luminance-neutral tint: grayscale removes exactly the colour and nothing else (brightness stays put).
+    tint = rgb - rgb @ LUMA_WEIGHTS
+    picture = lightness[..., None] + tint[None, None, :] * 0.2
     blocks = rng.choice([-1.0, 1.0], size=(size // 2 + 1, size // 2 + 1))
     texture = np.kron(blocks, np.ones((2, 2)))[:size, :size]
     picture = picture + 0.22 * features.detail * texture[..., None]

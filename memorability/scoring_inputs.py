@@ -121,7 +121,7 @@ def add_table(collected: ScoringInputs, path: Path) -> None:
     """Every row of a Parquet file with a `datasets.Image` column `image` (struct of bytes and path)."""
     parquet = pq.ParquetFile(path)
     schema = parquet.schema_arrow
-    kind = schema.field(IMAGE_COLUMN).type if IMAGE_COLUMN in schema.names else None
+    kind = schema.field(IMAGE_COLUMN).type if IMAGE_COLUMN in schema.names else pa.null()
     if not (pa.types.is_struct(kind) and {"bytes", "path"} <= {kind.field(i).name for i in range(kind.num_fields)}):
         raise MemorabilityError(f"{path}: no '{IMAGE_COLUMN}' column of images (bytes and path, as `datasets` writes).")
     stored = pq.read_table(path, columns=[f"{IMAGE_COLUMN}.path"]).column(0).to_pylist()

@@ -22,6 +22,7 @@ from .ablations import UnknownAblationError, ablation_names, get_ablation
 from .data import SPLIT_NAMES, load_lamem
 from .distributed import make_accelerator
 from .evaluation import describe_data
+from .gradcam import METHODS as CAM_METHODS
 from .gradcam import grad_cam, model_view
 from .images import list_image_files, load_image
 from .inference import MemorabilityPredictor, load_predictor
@@ -73,8 +74,11 @@ class StudyConfig:
     progress: bool = True
 
 
-def resolve_variants(config: StudyConfig) -> list[Variant]:
-    """The original and each asked-for ablation with its defaults and overrides checked, in the order asked."""
+def check_config(config: StudyConfig) -> list[Variant]:
+    """Refuse what can be refused before a model loads; returns the original and each asked-for ablation with its
+    defaults and overrides resolved, in the order asked."""
+    if config.cam_method not in CAM_METHODS:
+        raise StudyError(f"Unknown Grad-CAM method {config.cam_method!r}; choose one of {', '.join(CAM_METHODS)}.")
     for name in ("limit", "batch_size", "n_resamples"):
         value = getattr(config, name)
         if value is not None and value < 1:
@@ -194,7 +198,7 @@ def build_examples(
 
 def run_study(config: StudyConfig) -> dict | None:
     """Score, cache, merge and report; returns the results on the main process (None on the others)."""
-    variants = resolve_variants(config)
+    variants = check_config(config)
     accelerator = make_accelerator()
     items, data = load_items(config)
     predictor = load_predictor(config.model, accelerator.device, config.precision, config.batch_size)
@@ -233,9 +237,9 @@ def run_study(config: StudyConfig) -> dict | None:
 __all__ = [
     "StudyConfig",
     "StudyError",
+    "check_config",
     "load_items",
     "pick_examples",
-    "resolve_variants",
     "run_study",
     "study_statistics",
 ]

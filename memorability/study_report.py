@@ -23,7 +23,11 @@ PER_IMAGE_FILE = "per_image.csv"
 CHANGES_PLOT = "changes.png"
 RHO_PLOT = "spearman.png"
 EXAMPLES_PLOT = "examples.png"
-GROUP_TITLES = {"all": "All images", "with_face": "Images with a detected face", "without_face": "Images without a face"}
+GROUP_TITLES = {
+    "all": "All images",
+    "with_face": "Images with a detected face",
+    "without_face": "Images without a face",
+}
 FONT_SIZE = 11
 CAM_OPACITY = 0.45
 
@@ -106,7 +110,8 @@ def results_table(group: dict, ablations: dict[str, dict]) -> list[str]:
             rho_text(result["spearman_original_ablated"]),
         ]
         if with_human:
-            cells.append(f"{rho_text(result['spearman_human_original'])} → {rho_text(result['spearman_human_ablated'])}")
+            before, after = result["spearman_human_original"], result["spearman_human_ablated"]
+            cells.append(f"{rho_text(before)} → {rho_text(after)}")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -119,8 +124,10 @@ def change_sentence(name: str, result: dict, lead: str, margin: float) -> str:
         f"{signed(result['rank_biserial'], 2)}."
     )
     if result["n_changed"] == 0:
-        text += " It changed no prediction at all: it found nothing to remove in these images."
-    elif result["within_margin"]:
+        return text + " It changed no prediction at all: it found nothing to remove in these images."
+    if result["n_changed"] < result["n"]:
+        text += f" It changed {result['n_changed']} of {result['n']} predictions."
+    if result["within_margin"]:
         text += f" Its CI lies inside ±{margin:g}: practically no change."
     return text
 
@@ -132,12 +139,10 @@ def findings(group: dict, margin: float) -> list[str]:
     drops = [name for name in ordered if results[name]["significant"] and results[name]["mean_change"] < 0]
     rises = [name for name in reversed(ordered) if results[name]["significant"] and results[name]["mean_change"] > 0]
     sentences = []
-    for rank, name in enumerate(drops):
-        sentences.append(change_sentence(name, results[name], "lowers the score most" if rank == 0 else
-                                         "also lowers it", margin))  # fmt: skip
-    for rank, name in enumerate(rises):
-        sentences.append(change_sentence(name, results[name], "raises the score most" if rank == 0 else
-                                         "also raises it", margin))  # fmt: skip
+    for verb, names in (("lowers", drops), ("raises", rises)):
+        for rank, name in enumerate(names):
+            lead = f"{verb} the score most" if rank == 0 else f"also {verb} it"
+            sentences.append(change_sentence(name, results[name], lead, margin))
     for name in ordered:
         if not results[name]["significant"]:
             sentences.append(change_sentence(name, results[name], "shows no significant change", margin))
@@ -148,8 +153,9 @@ def findings(group: dict, margin: float) -> list[str]:
     if len(by_rho) > 1:
         best, worst = results[by_rho[-1]], results[by_rho[0]]
         sentences.append(
-            f"The ranking of the images survives `{by_rho[-1]}` best (ρ = {rho_text(best['spearman_original_ablated'])}"
-            f" between original and ablated predictions) and `{by_rho[0]}` worst "
+            f"The ranking of the images survives `{by_rho[-1]}` best "
+            f"(ρ = {rho_text(best['spearman_original_ablated'])} between original and ablated predictions) and "
+            f"`{by_rho[0]}` worst "
             f"(ρ = {rho_text(worst['spearman_original_ablated'])})."
         )
     with_human = [name for name in ordered if math.isfinite(results[name].get("spearman_human_ablated", math.nan))]
@@ -157,10 +163,13 @@ def findings(group: dict, margin: float) -> list[str]:
         original = results[with_human[0]]["spearman_human_original"]
         loss = {name: original - results[name]["spearman_human_ablated"] for name in with_human}
         worst = max(loss, key=loss.get)
-        sentences.append(
-            f"Against human scores (ρ = {rho_text(original)} unablated), `{worst}` costs the most: ρ = "
-            f"{rho_text(results[worst]['spearman_human_ablated'])} ({signed(-loss[worst])})."
-        )
+        if loss[worst] > 0:
+            sentences.append(
+                f"Against human scores (ρ = {rho_text(original)} unablated), `{worst}` costs the most: ρ = "
+                f"{rho_text(results[worst]['spearman_human_ablated'])} ({signed(-loss[worst])})."
+            )
+        else:
+            sentences.append(f"No ablation lowers ρ against human scores (ρ = {rho_text(original)} unablated).")
     return sentences
 
 
@@ -196,8 +205,8 @@ def write_report(path: Path, results: dict) -> None:
         f"{results['cache']['scores_computed']}; images found complete in the cache: "
         f"{results['cache']['images_complete']}",
         "",
-        "Δ is the ablated minus the original prediction on the 0–1 score scale; negative means the ablation makes the "
-        "model find the image less memorable.",
+        "Δ is the ablated minus the original prediction on the 0–1 score scale; negative means the ablation makes "
+        "the model find the image less memorable.",
         "",
     ]
     for key in reported_groups(results):
@@ -277,11 +286,12 @@ def plot_spearman(path: Path, results: dict) -> None:
     series = [("original vs ablated prediction", "spearman_original_ablated", "#3182bd")]
     if with_human:
         series.append(("ablated prediction vs human score", "spearman_human_ablated", "#e6550d"))
-    for offset, (label, key, colour) in zip(np.linspace(-width / 2, width / 2, len(series)) if with_human else [0],
-                                            series):  # fmt: skip
+    offsets = [-width / 2, width / 2] if with_human else [0.0]
+    for offset, (label, key, colour) in zip(offsets, series):
         values = [group[name][key] for name in names]
         bars = axes.bar(positions + offset, values, width, label=label, color=colour)
-        axes.bar_label(bars, labels=[rho_text(value) for value in values], fontsize=FONT_SIZE - 2, padding=2)
+        axes.bar_label(bars, labels=[rho_text(value) for value in values], fontsize=FONT_SIZE - 2, padding=2,
+                       bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})  # fmt: skip
     if with_human:
         original = group[names[0]]["spearman_human_original"]
         axes.axhline(original, color="black", linestyle="--", linewidth=1.2,

@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from accelerate import Accelerator
@@ -111,6 +112,7 @@ class ScoreCache:
             )
 
     def reset(self, meta: dict[str, object], clear: bool) -> None:
+        """Create the cache (emptied first if `clear`) and record what its scores belong to, atomically."""
         if clear:
             shutil.rmtree(self.folder, ignore_errors=True)
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -136,16 +138,22 @@ class ScoreCache:
         A line cut short by a kill gets its newline first, so the first new record is not glued onto it.
         """
         with (self.folder / f"part-{rank}.jsonl").open("a+b") as handle:
-            end = handle.seek(0, os.SEEK_END)
-            cut_short = end > 0 and handle.seek(end - 1) >= 0 and handle.read(1) != b"\n"
-            handle.write(("\n" * cut_short + "".join(json.dumps(record) + "\n" for record in records)).encode())
+            text = "\n" * ends_mid_line(handle) + "".join(json.dumps(record) + "\n" for record in records)
+            handle.write(text.encode())
             handle.flush()
             os.fsync(handle.fileno())
 
 
-def missing_variants(
-    item: StudyItem, variants: list[Variant], done: Records
-) -> list[Variant]:
+def ends_mid_line(handle: BinaryIO) -> bool:
+    """Whether a file opened for reading ends without a newline (a record cut short by a kill)."""
+    end = handle.seek(0, os.SEEK_END)
+    if end == 0:
+        return False
+    handle.seek(end - 1)
+    return handle.read(1) != b"\n"
+
+
+def missing_variants(item: StudyItem, variants: list[Variant], done: Records) -> list[Variant]:
     """The variants of an image still to score; none for an image already known to be unreadable."""
     original = done.get((item.image_id, ORIGINAL, variants[0].key))
     if original is not None and original["error"] is not None:
@@ -158,9 +166,7 @@ def batches(items: Sequence, size: int) -> Iterator[Sequence]:
         yield items[start : start + size]
 
 
-def score_batch(
-    predictor: MemorabilityPredictor, work: Sequence[tuple[StudyItem, list[Variant]]]
-) -> list[dict]:
+def score_batch(predictor: MemorabilityPredictor, work: Sequence[tuple[StudyItem, list[Variant]]]) -> list[dict]:
     """Records of one batch: each image decoded once, each missing variant scored for the images that need it."""
     records, pictures = [], {}
     for item, _ in work:

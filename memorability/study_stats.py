@@ -85,7 +85,8 @@ def bootstrap_mean_ci(
 
 
 def holm_adjust(p_values: Sequence[float]) -> list[float]:
-    """Holm–Bonferroni adjusted p-values: sorted ascending, the k-th (from 0) times m − k, made monotone, capped at 1.
+    """Holm–Bonferroni adjusted p-values: sorted ascending, the k-th (from 0) times m − k, made monotone, capped
+    at 1.
 
     Rejecting where the adjusted p < alpha is Holm's procedure at family-wise error rate alpha.
     """
@@ -157,7 +158,7 @@ def group_statistics(
     for result, p_adjusted in zip(per_ablation.values(), adjusted):
         result["p_holm"] = p_adjusted
         result["significant"] = bool(p_adjusted < ALPHA)
-        result["within_margin"] = bool(-EQUIVALENCE_MARGIN < result["ci_low"] and result["ci_high"] < EQUIVALENCE_MARGIN)
+        result["within_margin"] = bool(-EQUIVALENCE_MARGIN < result["ci_low"] <= result["ci_high"] < EQUIVALENCE_MARGIN)
     return {"n": n, "ablations": per_ablation}
 
 

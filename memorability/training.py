@@ -217,7 +217,10 @@ def train(args: TrainingArguments) -> dict:
         for batch in batches:
             epoch_skipped += len(batch["skipped"])
             with accelerator.accumulate(model):
-                loss = model(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss
+                if len(batch["labels"]):
+                    loss = model(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss
+                else:  # every image of this batch was unreadable: a zero loss keeps all processes in step
+                    loss = sum(parameter.sum() for parameter in model.parameters()) * 0.0
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), 1.0)

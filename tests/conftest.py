@@ -126,27 +126,9 @@ def sample_data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_sample_model(tmp_path_factory, sample_data_dir) -> Path:
     """A tiny model trained for ~30 s on the sample data (64 px); it has learnt the rule well enough to be probed."""
+    from memorability.demo import sample_training_arguments
     from memorability.training import BEST_DIR, train
-    from memorability.training_args import TrainingArguments
 
     run = tmp_path_factory.mktemp("trained_sample_model")
-    train(
-        TrainingArguments(
-            data=str(sample_data_dir),
-            output_dir=str(run),
-            backbone="tiny",
-            backbone_weights="none",
-            image_size=64,
-            epochs=8,
-            batch_size=32,
-            learning_rate=3e-3,
-            backbone_learning_rate=3e-3,
-            head_dropout=0.1,
-            mixed_precision="no",
-            num_workers=0,
-            report_to="none",
-            save_steps=100_000,
-            seed=0,
-        )
-    )
+    train(sample_training_arguments(sample_data_dir, run, epochs=8))
     return run / BEST_DIR

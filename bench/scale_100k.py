@@ -1,0 +1,110 @@
+"""Scale: 100,000 images through sharded `memorability predict` under `accelerate launch` with 2 CPU processes.
+
+Tiny images (32×32 JPEGs: 1,024 distinct ones, the rest hard links to them, so that writing the folder takes seconds)
+and the tiny preset model at 32 px: this measures the machinery around the model (listing, decoding in workers,
+sharding, Parquet parts, the merge into one CSV in input order), not ResNet50 (bench/end_to_end.py does that).
+One process is measured too, for reference; each run's CSV is checked (row count, order, no errors).
+
+    python bench/scale_100k.py [--images 100000] [--processes 1 2] [--num-workers 2]
+"""
+
+import argparse
+import csv
+import os
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from machine import WorkerFailed, run_python, save_result
+
+DISTINCT = 1024
+SIDE = 32
+
+
+def write_images(folder: Path, count: int) -> list[str]:
+    """`count` JPEG paths, in the order `memorability predict` lists them."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = [f"{index:06d}.jpg" for index in range(count)]
+    for index, name in enumerate(names):
+        if index < DISTINCT:
+            Image.fromarray(rng.integers(0, 256, size=(SIDE, SIDE, 3), dtype=np.uint8)).save(folder / name, quality=90)
+        else:
+            os.link(folder / names[index % DISTINCT], folder / name)
+    return [str(folder / name) for name in names]
+
+
+def save_tiny_model(folder: Path) -> None:
+    from memorability.image_processing import make_image_processor
+    from memorability.presets import build_model
+
+    build_model("tiny", backbone_weights="none").save_pretrained(folder)
+    make_image_processor(SIDE).save_pretrained(folder)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def time_run(images: Path, model: Path, out: Path, processes: int, num_workers: int) -> float:
+    """Wall seconds of one sharded run, launcher and Python start included."""
+    launcher = ["-m", "memorability.cli"]
+    if processes > 1:
+        launcher = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes)]
+        launcher += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+        launcher += ["--main_process_port", str(free_port()), "-m", "memorability.cli"]
+    command = [*launcher, "predict", str(images), "--model", str(model), "--out", str(out)]
+    started = time.perf_counter()
+    run_python([*command, "--num-workers", str(num_workers)], env=os.environ | {"CUDA_VISIBLE_DEVICES": ""})
+    return time.perf_counter() - started
+
+
+def check_csv(out: Path, expected: list[str]) -> None:
+    with out.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if [row["path"] for row in rows] != expected or any(row["error"] for row in rows):
+        raise SystemExit(f"{out}: the CSV does not list every image once, in order, without errors.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=100_000)
+    parser.add_argument("--processes", type=int, nargs="+", default=[2, 1], help="process counts to run")
+    parser.add_argument("--num-workers", type=int, default=2, help="decoding workers per process")
+    args = parser.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        started = time.perf_counter()
+        expected = write_images(work / "images", args.images)
+        print(f"wrote {args.images:,} images in {time.perf_counter() - started:.0f} s")
+        save_tiny_model(work / "model")
+        for processes in args.processes:
+            out = work / f"scores_{processes}.csv"
+            try:
+                seconds = time_run(work / "images", work / "model", out, processes, args.num_workers)
+            except WorkerFailed as error:
+                rows.append({"processes": processes, "error": str(error)})
+                continue
+            check_csv(out, expected)
+            rows.append({"processes": processes, "wall_s": seconds, "images_per_s": args.images / seconds})
+    print(f"\n{args.images:,} images of {SIDE}×{SIDE}, tiny model, {args.num_workers} decoding workers per process")
+    print(f"{'processes':>9} {'wall s':>8} {'img/s':>8}")
+    for row in rows:
+        if "error" in row:
+            print(f"{row['processes']:9d} failed: {row['error'].splitlines()[-1]}")
+        else:
+            print(f"{row['processes']:9d} {row['wall_s']:8.1f} {row['images_per_s']:8.0f}")
+    print(f"wrote {save_result('scale_100k', {'settings': vars(args), 'rows': rows})}")
+    return 1 if any("error" in row for row in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
