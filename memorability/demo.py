@@ -9,6 +9,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from datasets import concatenate_datasets
+
 from .sample_data import make_sample_data
 from .training import BEST_DIR, train
 from .training_args import TrainingArguments
@@ -28,6 +30,10 @@ def cache_dir() -> Path:
 
 def demo_model_dir() -> Path:
     return cache_dir() / "demo-model"
+
+
+def demo_index_dir() -> Path:
+    return cache_dir() / "demo-index"
 
 
 def sample_data_dir() -> Path:
@@ -81,4 +87,29 @@ def build_demo_model(out_dir: str | os.PathLike | None = None, force: bool = Fal
         (staging / DEMO_MARKER).write_text(DEMO_NOTICE)
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)  # atomic: a half-built demo model is never picked up
+    return target
+
+
+def build_demo_index(
+    model_dir: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None, force: bool = False
+) -> Path:
+    """A neighbour index of every sample image under the demo model (built if absent), for the app's galleries."""
+    from .data import load_lamem
+    from .inference import load_predictor
+    from .neighbours import build_neighbour_index
+
+    target = Path(out_dir) if out_dir is not None else demo_index_dir()
+    if (target / "index_info.json").is_file() and not force:
+        return target
+    model = Path(model_dir) if model_dir is not None else build_demo_model()
+    splits = load_lamem(sample_data_dir(), split=1)
+    images = concatenate_datasets([splits[name] for name in ("train", "validation", "test")])
+    index = build_neighbour_index(
+        load_predictor(model), images, data_name="generated sample data", model_name="demo model"
+    )
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    index.save(staging)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
     return target

@@ -1,0 +1,69 @@
+"""What the app (and any caller) shows for one photo: score, heat map, and what each ablation does to the score."""
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from .ablations import ABLATIONS, detect_faces
+from .gradcam import grad_cam, model_view, overlay
+from .inference import MemorabilityPredictor
+
+DEFAULT_CAM_METHOD = "gradcam++"  # never flat on a regression target, unlike plain Grad-CAM (see gradcam.py)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """A photo as the model sees it: its score, its embedding (for neighbours) and a heat map at input size."""
+
+    score: float
+    embedding: np.ndarray
+    view: Image.Image
+    heat_map: np.ndarray
+    method: str
+
+    def overlay(self, opacity: float = 0.5) -> Image.Image:
+        return overlay(self.view, self.heat_map, opacity=opacity)
+
+
+@dataclass(frozen=True)
+class AblationEffect:
+    name: str
+    description: str
+    image: Image.Image
+    score: float
+    change: float
+
+
+def analyse(predictor: MemorabilityPredictor, image: Image.Image, method: str = DEFAULT_CAM_METHOD) -> Analysis:
+    """Score and embed with the predictor (its precision), and a Grad-CAM map of the same input."""
+    pixel_values = predictor.preprocess([image])
+    scores, embeddings = predictor.forward(pixel_values)
+    cam = grad_cam(predictor.model, pixel_values.to(predictor.device), method=method)
+    return Analysis(
+        score=float(scores[0]),
+        embedding=embeddings[0].numpy(),
+        view=model_view(image, predictor.processor),
+        heat_map=cam.maps[0],
+        method=method,
+    )
+
+
+def ablation_effects(
+    predictor: MemorabilityPredictor, image: Image.Image, original: float | None = None
+) -> list[AblationEffect]:
+    """Each ablation of the photo with its score and its change against the original, most negative first."""
+    ablated = {name: ablation(image) for name, ablation in ABLATIONS.items()}
+    scores = predictor.predict(list(ablated.values()))
+    base = predictor.predict(image) if original is None else original
+    effects = [
+        AblationEffect(name, ABLATIONS[name].description, picture, float(score), float(score) - base)
+        for (name, picture), score in zip(ablated.items(), scores)
+    ]
+    return sorted(effects, key=lambda effect: effect.change)
+
+
+def count_faces(image: Image.Image, ablated: Image.Image) -> tuple[int, int]:
+    """Faces found in the photo, and how many of them the face ablation removed."""
+    before = len(detect_faces(image))
+    return before, before - len(detect_faces(ablated))
