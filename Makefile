@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: install demo demo-model test bench dist clean
+.PHONY: install browser demo demo-model test bench dist clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,13 +17,18 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP)
 
+# The browser test drives Debian's Chromium through Playwright; where it cannot be installed the test skips.
+browser:
+	@test -x /usr/bin/chromium || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: the browser test will skip")
+
 demo-model: install
 	$(VENV)/bin/memorability demo-model
 
 demo: demo-model
 	$(PY) space/app.py
 
-test: install
+test: install browser
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
 
 bench: install

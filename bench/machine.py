@@ -3,8 +3,11 @@
 import json
 import os
 import platform
+import resource
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -33,6 +36,57 @@ def describe_machine() -> dict:
     }
 
 
+def busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot (all cores; steal time counts as busy)."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, stat.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_seconds() -> float:
+    """CPU seconds used by this process and every child process it has waited for."""
+    return sum(
+        usage.ru_utime + usage.ru_stime
+        for usage in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    )
+
+
+class OtherProcesses:
+    """Measures the share of all cores that other processes used while a measurement ran (`share`, 0..1).
+
+    The load average cannot tell: it counts our own measurement too. Linux only (/proc/stat)."""
+
+    def __enter__(self) -> "OtherProcesses":
+        self.start = (busy_seconds(), own_seconds(), time.perf_counter())
+        return self
+
+    def __exit__(self, *exception) -> None:
+        now = (busy_seconds(), own_seconds(), time.perf_counter())
+        busy, own, wall = (end - start for end, start in zip(now, self.start))
+        self.share = max(0.0, busy - own) / (wall * (os.cpu_count() or 1))
+
+
+def wait_until_quiet(max_seconds: float, threshold: float = 0.1) -> float:
+    """Wait (up to `max_seconds`) until other processes use under `threshold` of the cores over 2 s.
+
+    On a shared machine this puts each measurement between other people's jobs. Returns the last share seen."""
+    deadline = time.monotonic() + max_seconds
+    while True:
+        with OtherProcesses() as probe:
+            time.sleep(2)
+        if probe.share < threshold or time.monotonic() > deadline:
+            return probe.share
+        print(f"  (waiting: other processes use {probe.share:.0%} of the CPU)", flush=True)
+        time.sleep(8)
+
+
+def add_quiet_wait(parser) -> None:
+    """The --quiet-wait option every benchmark that runs measurements in subprocesses takes."""
+    parser.add_argument(
+        "--quiet-wait", type=float, default=120, help="seconds to wait for other processes to go quiet before each run"
+    )
+
+
 def save_result(name: str, result: dict) -> Path:
     """bench/results/<name>.json, with the machine as it is now."""
     RESULTS.mkdir(exist_ok=True)
@@ -56,3 +110,24 @@ def run_python(arguments: list[str], env: dict | None = None) -> str:
     if result.returncode != 0:
         raise WorkerFailed(f"{' '.join(arguments[:4])} exited with {result.returncode}:\n{result.stderr[-3000:]}")
     return result.stdout
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, so that concurrent launches do not collide on accelerate's default."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def predict_command(processes: int) -> list[str]:
+    """Python arguments that run `memorability predict` in `processes` CPU processes (accelerate launch if > 1)."""
+    if processes == 1:
+        return ["-m", "memorability.cli", "predict"]
+    launcher = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes)]
+    launcher += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    return [*launcher, "--main_process_port", str(free_port()), "-m", "memorability.cli", "predict"]
+
+
+def cpu_only_environment() -> dict:
+    """This environment with GPUs hidden: the CPU figures stay CPU figures on a machine with a GPU."""
+    return os.environ | {"CUDA_VISIBLE_DEVICES": ""}

@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         result = BENCH / "results" / f"{row['name']}.json"
         where = str(result.relative_to(BENCH.parent)) if row["status"] == "ok" and result.is_file() else ""
-        print(f"{row['name']:18} {row['status']:12} {row['seconds'] / 60:7.1f} {row['load_average_1min']:5.1f}  {where}")
+        minutes, load = row["seconds"] / 60, row["load_average_1min"]
+        print(f"{row['name']:18} {row['status']:12} {minutes:7.1f} {load:5.1f}  {where}")
     return 0 if all(row["status"] == "ok" for row in rows) else 1
 
 

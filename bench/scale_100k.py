@@ -5,13 +5,12 @@ and the tiny preset model at 32 px: this measures the machinery around the model
 sharding, Parquet parts, the merge into one CSV in input order), not ResNet50 (bench/end_to_end.py does that).
 One process is measured too, for reference; each run's CSV is checked (row count, order, no errors).
 
-    python bench/scale_100k.py [--images 100000] [--processes 1 2] [--num-workers 2]
+    python bench/scale_100k.py [--images 100000] [--processes 2 1] [--num-workers 2] [--quiet-wait 120]
 """
 
 import argparse
 import csv
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -20,7 +19,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from machine import WorkerFailed, run_python, save_result
+from machine import (
+    OtherProcesses,
+    WorkerFailed,
+    add_quiet_wait,
+    cpu_only_environment,
+    predict_command,
+    run_python,
+    save_result,
+    wait_until_quiet,
+)
 
 DISTINCT = 1024
 SIDE = 32
@@ -47,23 +55,14 @@ def save_tiny_model(folder: Path) -> None:
     make_image_processor(SIDE).save_pretrained(folder)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def time_run(images: Path, model: Path, out: Path, processes: int, num_workers: int) -> float:
-    """Wall seconds of one sharded run, launcher and Python start included."""
-    launcher = ["-m", "memorability.cli"]
-    if processes > 1:
-        launcher = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes)]
-        launcher += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-        launcher += ["--main_process_port", str(free_port()), "-m", "memorability.cli"]
-    command = [*launcher, "predict", str(images), "--model", str(model), "--out", str(out)]
+def time_run(images: Path, model: Path, out: Path, processes: int, num_workers: int, quiet_wait: float) -> dict:
+    """Wall seconds of one sharded run (launcher and Python start included), and how busy the machine was."""
+    command = [*predict_command(processes), str(images), "--model", str(model), "--out", str(out)]
+    wait_until_quiet(quiet_wait)
     started = time.perf_counter()
-    run_python([*command, "--num-workers", str(num_workers)], env=os.environ | {"CUDA_VISIBLE_DEVICES": ""})
-    return time.perf_counter() - started
+    with OtherProcesses() as others:
+        run_python([*command, "--num-workers", str(num_workers)], env=cpu_only_environment())
+    return {"wall_s": time.perf_counter() - started, "others_cpu_share": others.share}
 
 
 def check_csv(out: Path, expected: list[str]) -> None:
@@ -78,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=100_000)
     parser.add_argument("--processes", type=int, nargs="+", default=[2, 1], help="process counts to run")
     parser.add_argument("--num-workers", type=int, default=2, help="decoding workers per process")
+    add_quiet_wait(parser)
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as folder:
@@ -89,19 +89,20 @@ def main(argv: list[str] | None = None) -> int:
         for processes in args.processes:
             out = work / f"scores_{processes}.csv"
             try:
-                seconds = time_run(work / "images", work / "model", out, processes, args.num_workers)
+                timing = time_run(work / "images", work / "model", out, processes, args.num_workers, args.quiet_wait)
             except WorkerFailed as error:
                 rows.append({"processes": processes, "error": str(error)})
                 continue
             check_csv(out, expected)
-            rows.append({"processes": processes, "wall_s": seconds, "images_per_s": args.images / seconds})
+            rows.append({"processes": processes, **timing, "images_per_s": args.images / timing["wall_s"]})
     print(f"\n{args.images:,} images of {SIDE}×{SIDE}, tiny model, {args.num_workers} decoding workers per process")
-    print(f"{'processes':>9} {'wall s':>8} {'img/s':>8}")
+    print(f"{'processes':>9} {'wall s':>8} {'img/s':>8} {'others':>7}")
     for row in rows:
         if "error" in row:
             print(f"{row['processes']:9d} failed: {row['error'].splitlines()[-1]}")
         else:
-            print(f"{row['processes']:9d} {row['wall_s']:8.1f} {row['images_per_s']:8.0f}")
+            share = row["others_cpu_share"]
+            print(f"{row['processes']:9d} {row['wall_s']:8.1f} {row['images_per_s']:8.0f} {share:7.0%}")
     print(f"wrote {save_result('scale_100k', {'settings': vars(args), 'rows': rows})}")
     return 1 if any("error" in row for row in rows) else 0
 

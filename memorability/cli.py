@@ -15,18 +15,31 @@ Parts are written to OUT.parts/ as they finish; rerun the same command after a k
 An unreadable image becomes a row with an error, and the exit status is then 1."""
 
 
+def count(minimum: int):
+    """An argparse type: an integer of at least `minimum`, refused in one sentence otherwise."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below the minimum of {minimum}")
+        return value
+
+    return parse
+
+
 def command_predict(args: argparse.Namespace) -> int:
     from .distributed import make_accelerator
     from .inference import load_predictor
-    from .runtime import tune_allocator
     from .scoring_inputs import collect_inputs
     from .sharding import score_to_csv
 
-    tune_allocator()
     inputs = collect_inputs(args.inputs)
     accelerator = make_accelerator()
     device = args.device or accelerator.device
-    predictor = load_predictor(args.model, device=device, precision=args.precision, batch_size=args.batch_size)
+    predictor = load_predictor(args.model, device, args.precision, args.batch_size, compile=args.compile)
     summary = score_to_csv(
         predictor,
         inputs,
@@ -83,15 +96,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--model", help="Model folder or Hub id (default: $MEMORABILITY_MODEL, else the demo model).")
     predict.add_argument("--out", default="scores.csv", help="CSV to write: path, score, error (default: scores.csv).")
-    predict.add_argument("--batch-size", type=int, default=32)
+    predict.add_argument("--batch-size", type=count(1), default=32)
     predict.add_argument(
-        "--num-workers", type=int, default=2, help="Processes decoding images, per scoring process (default: 2)."
+        "--num-workers", type=count(0), default=2, help="Processes decoding images, per scoring process (default: 2)."
     )
     predict.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: a GPU where there is one).")
-    predict.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    predict.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        help="auto: bf16 on a GPU or a CPU with native bf16 (AVX512-BF16, AMX), else fp32 (default: auto).",
+    )
+    predict.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model: faster per batch, after a compilation of up to minutes; for long runs.",
+    )
     predict.add_argument(
         "--chunk-size",
-        type=int,
+        type=count(1),
         default=1024,
         help="Images per part file in OUT.parts/; a killed run, rerun, skips the finished parts (default: 1024).",
     )
@@ -114,7 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .runtime import tune_allocator
+
     args = build_parser().parse_args(argv)
+    tune_allocator()  # before the first tensor: every command allocates large blocks (see memorability.runtime)
     try:
         return args.run(args)
     except USER_ERRORS as error:

@@ -1,6 +1,6 @@
 """Scoring images with a trained model: load once, then score PIL images, paths or whole folders in batches."""
 
-import contextlib
+import copy
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+from safetensors import SafetensorError
 from transformers import AutoImageProcessor
 
 from .errors import MemorabilityError
@@ -47,15 +48,23 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
 def load_model(source: str | os.PathLike) -> tuple[MemorabilityModel, object]:
     """A model and its image processor from a local folder or a Hub id, or one clear `ModelLoadError`."""
     try:
-        model = MemorabilityModel.from_pretrained(source)
+        # safetensors only: a pickled pytorch_model.bin is never opened, so it cannot run code.
+        model = MemorabilityModel.from_pretrained(source, use_safetensors=True)
         processor = AutoImageProcessor.from_pretrained(source)
-    except (OSError, ValueError, RuntimeError) as error:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as error:
         raise ModelLoadError(f"Could not load a memorability model from '{source}': {first_line(error)}") from None
     return model, processor
 
 
 class MemorabilityPredictor:
-    """A model in eval mode on one device and precision, with the image processor it was saved with."""
+    """A model in eval mode on one device and precision, with the image processor it was saved with.
+
+    In bf16/fp16 the backbone scores from its own copy in that dtype (channels_last on the CPU), not under autocast:
+    autocast would cast every weight again at every call, which at batch 1 costs about as much as the convolutions
+    (bench/inference.py). The head stays in fp32, and `model` stays the fp32 model, for Grad-CAM's gradients.
+    `compile=True` compiles that backbone with weight freezing: faster per batch (bench/inference.py), but the first
+    batch of each new shape compiles for seconds to minutes, so it pays off only on long runs.
+    """
 
     def __init__(
         self,
@@ -64,6 +73,7 @@ class MemorabilityPredictor:
         device: str | torch.device | None = None,
         precision: str = "auto",
         batch_size: int = 32,
+        compile: bool = False,
     ):
         self.device = torch.device(device) if device is not None else default_device()
         self.dtype = resolve_precision(precision, self.device)
@@ -71,14 +81,12 @@ class MemorabilityPredictor:
         self.model = model.eval().to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        backbone = self.model.backbone
+        if self.dtype != torch.float32:
+            backbone = copy.deepcopy(backbone).to(self.dtype)
+        self.backbone = torch.compile(backbone, dynamic=False, options={"freezing": True}) if compile else backbone
         self.processor = processor
         self.batch_size = batch_size
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        """Mixed precision around a forward pass, or nothing in fp32."""
-        if self.dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
 
     def preprocess(self, images: Sequence[ImageSource]) -> torch.Tensor:
         """Pixel values for a batch, through the model's own image processor."""
@@ -87,12 +95,12 @@ class MemorabilityPredictor:
 
     @torch.inference_mode()
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores (B,) and embeddings (B, D) in float32 on the CPU."""
+        """Scores (B,) and embeddings (B, D) in float32 on the CPU: the model's `embed` then `forward_head`."""
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        pixel_values = pixel_values.to(self.device, memory_format=memory_format)
-        with self.autocast():
-            output = self.model(pixel_values=pixel_values, return_dict=True)
-        return output.scores.float().cpu(), output.embeddings.float().cpu()
+        pixel_values = pixel_values.to(self.device, self.dtype, memory_format=memory_format)
+        features = self.backbone(pixel_values, return_dict=True).last_hidden_state
+        embeddings = self.model.pool(features.float())
+        return self.model.forward_head(embeddings).float().cpu(), embeddings.cpu()
 
     def predict(self, images: ImageSource | Sequence[ImageSource]) -> float | np.ndarray:
         """Score one image (→ float) or a list of images (→ array), batch by batch."""
@@ -181,11 +189,12 @@ def load_predictor(
     device: str | torch.device | None = None,
     precision: str = "auto",
     batch_size: int = 32,
+    compile: bool = False,
 ) -> MemorabilityPredictor:
     """Load a model folder or Hub id once (default: $MEMORABILITY_MODEL, else the cached demo model)."""
     source = resolve_model_source(model)
     loaded, processor = load_model(source)
-    return MemorabilityPredictor(loaded, processor, device=device, precision=precision, batch_size=batch_size)
+    return MemorabilityPredictor(loaded, processor, device, precision, batch_size, compile)
 
 
 def resolve_model_source(model: str | os.PathLike | None) -> str:

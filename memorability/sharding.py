@@ -23,6 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 from accelerate import Accelerator
+from tqdm.auto import tqdm
 
 from .errors import MemorabilityError
 from .inference import MemorabilityPredictor, ScoredFile, consecutive_batches
@@ -47,16 +48,23 @@ class ScoringSummary:
     processes: int
     reused_parts: int
     total_parts: int
+    computed: int
     seconds: float
 
     @property
     def images_per_second(self) -> float:
-        return (self.scored + self.failed) / self.seconds if self.seconds > 0 else float("inf")
+        """Images read and scored by this run (reused parts left out) per second of wall time, merge included."""
+        return self.computed / self.seconds if self.seconds > 0 else float("inf")
 
 
 def parts_folder(out: Path) -> Path:
     """Where a run writes its parts: beside the CSV, named after it."""
     return out.with_name(out.name + ".parts")
+
+
+def chunk_span(chunk: int, chunk_size: int, images: int) -> range:
+    """The indices of the images in a chunk: chunk_size of them, fewer in the last chunk."""
+    return range(chunk * chunk_size, min((chunk + 1) * chunk_size, images))
 
 
 def part_path(folder: Path, chunk: int, rank: int) -> Path:
@@ -124,11 +132,11 @@ def score_chunks(
     progress=None,
 ) -> None:
     """Score the given chunks in one DataLoader pass (batches never straddle chunks), writing each as it completes."""
-    spans = [(chunk * chunk_size, min((chunk + 1) * chunk_size, len(inputs))) for chunk in chunks]
-    batches = [batch for start, stop in spans for batch in consecutive_batches(start, stop, predictor.batch_size)]
+    spans = [chunk_span(chunk, chunk_size, len(inputs)) for chunk in chunks]
+    batches = [batch for span in spans for batch in consecutive_batches(span.start, span.stop, predictor.batch_size)]
     rows = predictor.score_images(inputs.sources, inputs.names, num_workers, progress, batches=batches)
-    for chunk, (start, stop) in zip(chunks, spans):
-        write_part(part_path(folder, chunk, rank), start, list(islice(rows, stop - start)))
+    for chunk, span in zip(chunks, spans):
+        write_part(part_path(folder, chunk, rank), span.start, list(islice(rows, len(span))))
 
 
 def merged_rows(folder: Path, chunks: int) -> Iterator[dict]:
@@ -170,8 +178,6 @@ def score_to_csv(
 
     Every process calls this; the first returns the summary once the CSV is merged, the others return None.
     """
-    from tqdm.auto import tqdm
-
     started = time.perf_counter()
     out = Path(out)
     folder = parts_folder(out)
@@ -186,7 +192,7 @@ def score_to_csv(
     mine = pending[accelerator.process_index :: accelerator.num_processes]
     rank = accelerator.process_index
     label = "scoring" if accelerator.num_processes == 1 else f"scoring (rank {rank})"
-    total = sum(min(chunk_size, len(inputs) - chunk * chunk_size) for chunk in mine)
+    total = sum(len(chunk_span(chunk, chunk_size, len(inputs))) for chunk in mine)
     with tqdm(total=total, desc=label, unit="img", disable=not progress, position=rank) as bar:
         score_chunks(predictor, inputs, mine, chunk_size, folder, rank, num_workers, bar)
     accelerator.wait_for_everyone()
@@ -195,5 +201,6 @@ def score_to_csv(
     scored, failed = write_csv(out, merged_rows(folder, chunks))
     if not keep_parts:
         shutil.rmtree(folder)
+    computed = len(inputs) - sum(len(chunk_span(chunk, chunk_size, len(inputs))) for chunk in finished)
     seconds = time.perf_counter() - started
-    return ScoringSummary(out, scored, failed, accelerator.num_processes, len(finished), chunks, seconds)
+    return ScoringSummary(out, scored, failed, accelerator.num_processes, len(finished), chunks, computed, seconds)

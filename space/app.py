@@ -4,22 +4,26 @@ The model and the neighbour index are loaded once, at start. MEMORABILITY_MODEL 
 folders or Hub ids; by default the demo model and an index of the sample data serve, with a banner. The event
 functions are pure (inputs in, values out) and importable without launching the UI; every event has an api_name.
 
-Privacy: uploads reach these functions as in-memory images; Gradio's own upload copies live in a private temporary
-folder that is swept every minute (files older than five minutes) and removed at exit. Nothing is logged.
+Privacy: uploads reach these functions as paths in a private temporary folder (GRADIO_TEMP_DIR, set here), where
+Gradio keeps them and our results; files older than CACHE_SECONDS are deleted every minute, and the folder at exit
+(SIGTERM included). A user's file name is a label, never a path; zips are read in memory, never extracted. Nothing
+is logged.
 """
 
 import atexit
-import io
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-# Gradio keeps uploads under GRADIO_TEMP_DIR: a private folder of ours, removed at exit.
-UPLOAD_DIR = tempfile.mkdtemp(prefix="memorability-uploads-")
-os.environ.setdefault("GRADIO_TEMP_DIR", UPLOAD_DIR)
+# Gradio keeps uploads (and our CSVs) under GRADIO_TEMP_DIR: a private folder of ours, inside the one given if any,
+# swept by Gradio and removed at exit. The given folder itself is never removed (it may be /tmp).
+os.makedirs(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir(), exist_ok=True)
+UPLOAD_DIR = tempfile.mkdtemp(prefix="memorability-uploads-", dir=os.environ.get("GRADIO_TEMP_DIR"))
+os.environ["GRADIO_TEMP_DIR"] = UPLOAD_DIR
 atexit.register(shutil.rmtree, UPLOAD_DIR, ignore_errors=True)
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -29,6 +33,7 @@ from PIL import Image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the vendored package when deployed as a Space
 
+from memorability.ablations import ABLATIONS  # noqa: E402
 from memorability.demo import build_demo_index, build_demo_model, is_demo_model  # noqa: E402
 from memorability.embedding_map import project  # noqa: E402
 from memorability.explain import DEFAULT_CAM_METHOD, ablation_effects, analyse, count_faces  # noqa: E402
@@ -42,20 +47,44 @@ INDEX_ENV = "MEMORABILITY_INDEX"
 MAX_FILE_SIZE = "20mb"
 MAX_BATCH_FILES = 500
 MAX_ZIP_BYTES = 500 * 1024 * 1024  # uncompressed: a zip bomb stops here
-CONCURRENCY = 2
-QUEUE_SIZE = 64
+# Deployment knobs, read from the environment so that tests can shrink them.
+CONCURRENCY = int(os.environ.get("MEMORABILITY_CONCURRENCY", "2"))  # requests computed at once
+QUEUE_SIZE = int(os.environ.get("MEMORABILITY_QUEUE_SIZE", "64"))  # waiting requests beyond which Gradio refuses
+CACHE_SECONDS = int(os.environ.get("MEMORABILITY_CACHE_SECONDS", "300"))  # uploads older than this are deleted
 NEIGHBOURS = 6
 DISPLAY_SIZE = 384
+# CSS heights that fit two rows of three thumbnails at a desktop's width and at a phone's (where Gradio's "auto" is a
+# fixed 320 px): neighbour galleries sit three abreast on a desktop, the ablations' beside the photo.
+NEIGHBOUR_GALLERY_HEIGHT = "min(280px, 64vw)"
+ABLATION_GALLERY_HEIGHT = "min(400px, 64vw)"
+PICTURE_FORMAT = "jpeg"  # how result pictures reach the page: encodes 20× faster than Gradio's default WebP
 
 
 class PhotoInput(gr.Image):
-    """gr.Image that hands an unreadable upload to our loader (one clear sentence) instead of failing in Gradio."""
+    """gr.Image that hands an unreadable upload to our loader (one clear sentence) instead of failing in Gradio.
+    Used with type="filepath" and image_mode=None, so that the file reaches our loader untouched (Gradio's own
+    conversion to RGB would drop transparency instead of compositing it on white)."""
+
+    def get_block_name(self) -> str:
+        return "image"  # the stock front end: without this the page waits forever for a "photoinput" component
 
     def preprocess(self, payload):
         try:
             return super().preprocess(payload)
         except Exception:  # noqa: BLE001 - any decoding failure: our loader explains it to the user
             return payload.path if payload is not None else None
+
+
+class UploadedFiles(gr.File):
+    """gr.File (several files) that hands over the paths of the uploads in Gradio's cache as they are. Gradio's own
+    "filepath" preprocessing leaves an empty temporary file behind per upload, which its cache sweep never removes;
+    checking the file types is our loader's job (one error row per file)."""
+
+    def get_block_name(self) -> str:
+        return "file"
+
+    def preprocess(self, payload):
+        return None if payload is None else [file.path for file in payload.root]
 
 
 def load_resources() -> tuple:
@@ -74,11 +103,12 @@ PREDICTOR, INDEX, DEMO = load_resources()
 
 
 def picture_of(image: str | Image.Image | None) -> Image.Image:
-    """The uploaded file (a path Gradio chose, never the user's file name) as upright RGB, or a readable gr.Error."""
+    """The uploaded file as upright RGB, or a gr.Error naming it. The path is one Gradio chose in its cache; the
+    user's file name is its last part and serves as a label only."""
     if image is None:
         raise gr.Error("Upload a photo first (or pick an example).")
     try:
-        return load_image(image, name="The uploaded image")
+        return load_image(image, name=Path(image).name if isinstance(image, str) else "The uploaded image")
     except ImageLoadError as error:
         raise gr.Error(str(error)) from None
 
@@ -89,9 +119,11 @@ def display(image: Image.Image) -> Image.Image:
 
 
 def gallery(neighbours) -> list[tuple[Image.Image, str]]:
+    """Thumbnails captioned "predicted (human)": short enough to show whole under a phone-sized thumbnail."""
+
     def caption(item) -> str:
-        human = f", human {100 * item.human_score:.0f}" if item.human_score is not None else ""
-        return f"{item.image_id}: predicted {100 * item.predicted_score:.0f}{human} (similarity {item.similarity:.2f})"
+        human = f" ({100 * item.human_score:.0f})" if item.human_score is not None else ""
+        return f"{100 * item.predicted_score:.0f}{human}"
 
     return [(item.thumbnail, caption(item)) for item in neighbours]
 
@@ -104,11 +136,11 @@ def score_photo(image: str | Image.Image | None, method: str = DEFAULT_CAM_METHO
     analysis = analyse(PREDICTOR, picture, method)
     score = round(100 * analysis.score, 1)
     if INDEX is None:
-        return score, "No neighbour index loaded.", display(analysis.overlay(opacity)), [], [], []
+        return score, f"## Memorability {score:.1f} / 100", display(analysis.overlay(opacity)), [], [], []
     percentile = INDEX.percentile(analysis.score)
     summary = (
-        f"**{score:.1f} / 100**, higher than {percentile:.0f}% of the model's predictions on "
-        f"{len(INDEX.image_ids):,} reference images" + (" (demo model: meaningless for real photos)" if DEMO else "")
+        f"## Memorability {score:.1f} / 100\nHigher than {percentile:.0f}% of the model's predictions on "
+        f"{len(INDEX.image_ids):,} reference images" + (" (demo model: meaningless for real photos)." if DEMO else ".")
     )
     query = analysis.embedding
     return (
@@ -138,12 +170,12 @@ def ablate_photo(image: str | Image.Image | None):
             "ablation": [effect.name for effect in effects],
             "score": [round(100 * effect.score, 1) for effect in effects],
             "change": [round(100 * effect.change, 1) for effect in effects],
-            "what it removes": [effect.description for effect in effects],
         }
     )
     faces_found, faces_removed = count_faces(picture, next(e.image for e in effects if e.name == "faces_removed"))
     faces = f"Original score {100 * original:.1f}. Faces found: {faces_found}; removed: {faces_removed}."
-    images = [(effect.image, f"{effect.name}: {100 * effect.score:.1f} ({100 * effect.change:+.1f})") for effect in effects]
+    # The change first in a caption: a phone's narrow thumbnail cuts its end.
+    images = [(effect.image, f"{100 * effect.change:+.1f} {effect.name}") for effect in effects]
     return images, table, table[["ablation", "change"]], faces
 
 
@@ -222,7 +254,8 @@ def thumbnails_in(x_min: float, x_max: float) -> list[tuple[Image.Image, str]]:
         return []
     inside = POINTS[(POINTS.x >= x_min) & (POINTS.x <= x_max)]
     inside = inside.iloc[(inside.x - (x_min + x_max) / 2).abs().argsort()[:12]]
-    return [(INDEX.table[int(row.Index)]["thumbnail"], f"{row.image_id}: {row.score:.0f}") for row in inside.itertuples()]
+    rows = inside.itertuples()
+    return [(INDEX.table[int(row.Index)]["thumbnail"], f"{row.score:.0f} ({row.image_id})") for row in rows]
 
 
 def on_select(event: gr.SelectData) -> list[tuple[Image.Image, str]]:
@@ -250,56 +283,80 @@ and removed when the app stops. Nothing is kept, logged or used for training.
 """
 
 
+def gallery_box(label: str, height: str = NEIGHBOUR_GALLERY_HEIGHT, elem_id: str | None = None) -> gr.Gallery:
+    """Three thumbnails a row (more would overflow sideways on a phone); alone in its row on a phone."""
+    return gr.Gallery(label=label, columns=3, height=height, min_width=300, format=PICTURE_FORMAT, elem_id=elem_id)
+
+
 def build_app() -> gr.Blocks:
-    with gr.Blocks(title="How memorable is this photo?", delete_cache=(60, 300)) as app:
-        gr.Markdown("# How memorable is this photo?\nUpload a photo to see how likely people are to remember it, and why.")
+    with gr.Blocks(title="How memorable is this photo?", delete_cache=(min(60, CACHE_SECONDS), CACHE_SECONDS)) as app:
+        gr.Markdown("# How memorable is this photo?\nUpload a photo: how likely are people to remember it, and why?")
         if DEMO:
             gr.Markdown(
-                "> ⚠️ **Demo model serving.** A tiny network trained for a minute on generated pictures: its scores "
-                "say nothing about real photographs. Set `MEMORABILITY_MODEL` to a trained model.",
+                "> ⚠️ **Demo model serving.** A tiny network trained for a minute on generated pictures: its "
+                "scores say nothing about real photographs. Set `MEMORABILITY_MODEL` to a trained model.",
                 elem_id="demo-banner",
             )
         with gr.Tab("Score"):
             with gr.Row():
                 with gr.Column():
-                    photo = PhotoInput(type="filepath", label="Photo", sources=["upload", "webcam", "clipboard"], height=320)
+                    photo = PhotoInput(
+                        type="filepath", image_mode=None, label="Photo", sources=["upload", "webcam", "clipboard"],
+                        height=320, elem_id="photo",
+                    )
                     examples = sorted(EXAMPLES.glob("*.jpg")) if EXAMPLES.is_dir() else []
                     if examples:
                         gr.Examples([[str(path)] for path in examples], inputs=photo)
                     button = gr.Button("Score", variant="primary")
                 with gr.Column():
-                    score = gr.Number(label="Memorability (0–100)", precision=1, elem_id="score")
-                    summary = gr.Markdown()
-                    overlay_image = gr.Image(label="Where the model looked", elem_id="heatmap", height=320)
+                    # The number is for the API; the page shows it in the summary (an empty gr.Number reads "0").
+                    score = gr.Number(label="Memorability (0–100)", precision=1, visible=False)
+                    summary = gr.Markdown("Upload a photo, or pick an example, to see its score.", elem_id="summary")
+                    overlay_image = gr.Image(
+                        label="Where the model looked", format=PICTURE_FORMAT, elem_id="heatmap", height=320
+                    )
                     with gr.Row():
                         method = gr.Radio(list(METHODS), value=DEFAULT_CAM_METHOD, label="Heat map")
                         opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Opacity")
-            similar = gr.Gallery(label="Most similar reference images", columns=6, height=200)
+            gr.Markdown("Reference images the model finds similar, captioned *predicted score (human score)*:")
             with gr.Row():
-                memorable = gr.Gallery(label="Similar but more memorable", columns=3, height=200)
-                forgettable = gr.Gallery(label="Similar but more forgettable", columns=3, height=200)
+                similar = gallery_box("Most similar", elem_id="similar")
+                memorable = gallery_box("Similar but more memorable")
+                forgettable = gallery_box("Similar but more forgettable")
             outputs = [score, summary, overlay_image, similar, memorable, forgettable]
             button.click(score_photo, [photo, method, opacity], outputs, api_name="score")
             photo.upload(score_photo, [photo, method, opacity], outputs, api_name=False)
             method.change(heat_map, [photo, method, opacity], overlay_image, api_name="heatmap")
             opacity.release(heat_map, [photo, method, opacity], overlay_image, api_name=False)
         with gr.Tab("Ablations"):
-            gr.Markdown("What happens to the score when one feature is taken away: blur, colour, the centre, faces, the most salient region.")
-            ablation_photo = PhotoInput(type="filepath", label="Photo", sources=["upload", "clipboard"], height=260)
-            ablate_button = gr.Button("Run the six ablations", variant="primary")
-            faces = gr.Markdown()
-            ablated = gr.Gallery(label="Ablated photos (score, change)", columns=3, height=420)
+            gr.Markdown("What happens to the score when one feature is taken away: detail, colour, the surroundings, "
+                        "faces, the main object.")  # fmt: skip
+            with gr.Accordion("What each ablation does", open=False):
+                gr.Markdown("\n".join(f"- **{name}**: {ablation.description}" for name, ablation in ABLATIONS.items()))
             with gr.Row():
-                ablation_table = gr.Dataframe(label="Scores (0–100), most negative change first", wrap=True)
-                ablation_chart = gr.BarPlot(x="ablation", y="change", title="Change in score", height=260, sort="y")
+                with gr.Column():
+                    ablation_photo = PhotoInput(
+                        type="filepath", image_mode=None, label="Photo", sources=["upload", "clipboard"], height=320,
+                        elem_id="ablation-photo",
+                    )
+                    ablate_button = gr.Button("Run the six ablations", variant="primary")
+                    faces = gr.Markdown()
+                ablated = gallery_box("Ablated photos: change in score", ABLATION_GALLERY_HEIGHT, "ablated")
+            with gr.Row():
+                ablation_chart = gr.BarPlot(
+                    x="ablation", y="change", title="Change in score", height=260, sort="y", x_label_angle=-30
+                )
+                ablation_table = gr.Dataframe(label="Scores (0–100), most negative change first")
             ablate_button.click(
                 ablate_photo, ablation_photo, [ablated, ablation_table, ablation_chart, faces], api_name="ablations"
             )
         with gr.Tab("Batch"):
             gr.Markdown(f"Score many photos at once: select several files or a .zip (up to {MAX_BATCH_FILES} images).")
-            files = gr.File(label="Photos or a .zip", file_count="multiple", file_types=["image", ".zip"])
+            files = UploadedFiles(
+                label="Photos or a .zip", file_count="multiple", file_types=["image", ".zip"], elem_id="batch-files"
+            )
             batch_button = gr.Button("Score all", variant="primary")
-            batch_table = gr.Dataframe(label="Scores (0–100)", wrap=True)
+            batch_table = gr.Dataframe(label="Scores (0–100)", wrap=True, elem_id="batch-table")
             batch_csv = gr.File(label="Download CSV")
             batch_button.click(score_batch, files, [batch_table, batch_csv], api_name="batch")
         with gr.Tab("Explore"):
@@ -307,11 +364,12 @@ def build_app() -> gr.Blocks:
                 "The reference images in the model's embedding space (first two principal components), coloured by "
                 "score. Hover a point for its id and score; drag across the plot to see thumbnails from that region."
             )
-            scatter = gr.ScatterPlot(
-                POINTS, x="x", y="y", color="score", tooltip=["image_id", "score"], height=420,
-                x_title="principal component 1", y_title="principal component 2", color_title="score",
-            )  # fmt: skip
-            picked = gr.Gallery(label="Selected images", columns=6, height=200)
+            with gr.Row():
+                scatter = gr.ScatterPlot(
+                    POINTS, x="x", y="y", color="score", tooltip=["image_id", "score"], height=420, scale=2,
+                    x_title="principal component 1", y_title="principal component 2", color_title="score",
+                )  # fmt: skip
+                picked = gallery_box("Selected images: score (id)", ABLATION_GALLERY_HEIGHT)
             scatter.select(on_select, None, picked, api_name=False)
         with gr.Tab("About"):
             gr.Markdown(ABOUT)
@@ -319,6 +377,8 @@ def build_app() -> gr.Blocks:
 
 
 if __name__ == "__main__":
+    # A stopped Space gets SIGTERM: close the server and run the exit handlers (removing UPLOAD_DIR), as Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     build_app().queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),

@@ -72,3 +72,22 @@ def test_help_lists_the_commands():
     assert result.returncode == 0
     for command in ("predict", "sample-data", "demo-model"):
         assert command in result.stdout
+
+
+def test_predict_a_csv_listing_keeps_its_order_and_reports_missing_files(tiny_model_dir, tmp_path):
+    write_photos(tmp_path / "photos", 2)
+    listing = tmp_path / "photos" / "listing.csv"
+    listing.write_text("image,note\nphoto_1.jpg,a\ngone.jpg,b\nphoto_0.jpg,c\n")
+    out = tmp_path / "scores.csv"
+    assert main(["predict", str(listing), "--model", str(tiny_model_dir), "--out", str(out)]) == 1
+    rows = read_rows(out)
+    expected = [str(tmp_path / "photos" / name) for name in ("photo_1.jpg", "gone.jpg", "photo_0.jpg")]
+    assert [row["path"] for row in rows] == expected
+    assert rows[1]["error"] == "gone.jpg: no such file." and rows[0]["score"] and rows[2]["score"]
+
+
+def test_predict_help_says_how_to_shard_and_resume():
+    command = [sys.executable, "-m", "memorability.cli", "predict", "--help"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert "accelerate launch --multi_gpu --num_processes 2 -m memorability.cli predict" in result.stdout
+    assert "--chunk-size" in result.stdout and "resume" in result.stdout

@@ -82,3 +82,29 @@ def test_predictor_puts_model_in_eval_mode(tiny_model_dir):
     model, processor = load_model(tiny_model_dir)
     model.train()
     assert not MemorabilityPredictor(model, processor, precision="fp32").model.training
+
+
+def test_reduced_precision_scores_from_a_copy_and_keeps_the_fp32_model(tiny_model_dir):
+    predictor = load_predictor(tiny_model_dir, precision="bf16")
+    assert {parameter.dtype for parameter in predictor.model.parameters()} == {torch.float32}  # Grad-CAM's model
+    assert {parameter.dtype for parameter in predictor.backbone.parameters()} == {torch.bfloat16}
+    scores, embeddings = predictor.forward(predictor.preprocess([photo(0), photo(1)]))
+    assert scores.dtype == embeddings.dtype == torch.float32 and embeddings.shape == (2, 16)
+
+
+def test_score_images_follows_the_given_batches(tiny_model_dir):
+    images = [photo(seed) for seed in range(5)]
+    predictor = load_predictor(tiny_model_dir, precision="fp32", batch_size=2)
+    names = [f"image {index}" for index in range(5)]
+    rows = list(predictor.score_images(images, names, batches=[[3, 4], [0], [1, 2]]))
+    assert [row.path for row in rows] == ["image 3", "image 4", "image 0", "image 1", "image 2"]
+    by_name = {row.path: row.score for row in rows}
+    np.testing.assert_allclose([by_name[name] for name in names], predictor.predict(images), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_compiled_predictor_scores_as_the_eager_one(tiny_model_dir):
+    images = [photo(seed) for seed in range(5)]  # batches of 2, 2 and 1: a second shape compiles again
+    eager = load_predictor(tiny_model_dir, precision="fp32", batch_size=2).predict(images)
+    compiled = load_predictor(tiny_model_dir, precision="fp32", batch_size=2, compile=True).predict(images)
+    np.testing.assert_allclose(compiled, eager, atol=1e-5)

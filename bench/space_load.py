@@ -1,0 +1,88 @@
+"""Space under load: --clients visitors at once, each sending --requests /score requests one after another.
+
+space/app.py runs in its own process on 127.0.0.1 with its default queue (2 requests computed at once, 64 waiting),
+on a ResNet50 with random weights and a generated index, or on the --model and --index folders given. Every request
+goes through gradio_client (result images not downloaded); one not answered within --timeout counts as failed.
+Reported: errors, latency median / p90 / max, throughput, and the app's RSS before (after one warm-up request per
+client) and after. tests/reliability/test_space_load.py runs a short version of this in `make test`.
+
+    python bench/space_load.py                      # 8 × 100; table on stdout, JSON in bench/results/space_load.json
+    python bench/space_load.py --clients 8 --requests 10
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from machine import describe_machine, save_result
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT / "tests"))
+
+from space_server import (  # noqa: E402
+    EXAMPLES,
+    bench_parser,
+    latency_summary,
+    model_and_index,
+    running_space,
+    send_load,
+    settings_of,
+)
+
+PHOTO = EXAMPLES / "astronaut.jpg"
+RSS_GROWTH_LIMIT = 0.10
+
+
+def parse_args() -> argparse.Namespace:
+    parser = bench_parser(__doc__)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=100, help="per client")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds a request may take")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        model, index = model_and_index(args, work)
+        load_at_start = describe_machine()["load_average_1min"]
+        with running_space(model, index, work / "space") as server:
+            send_load(server, args.clients, 1, PHOTO, args.timeout)
+            rss_before = server.rss_bytes()
+            started = time.perf_counter()
+            result = send_load(server, args.clients, args.requests, PHOTO, args.timeout)
+            seconds = time.perf_counter() - started
+            rss_after = server.rss_bytes()
+            serving = server.serving()
+    growth = rss_after / rss_before - 1
+    latency = latency_summary(result.latencies_s) if result.latencies_s else {}
+    print(f"{args.clients} clients × {args.requests} requests in {seconds:.0f} s "
+          f"({len(result.latencies_s) / seconds:.1f} answered per second), {len(result.errors)} errors")  # fmt: skip
+    print(" ".join(f"{name} {value:.0f}" for name, value in latency.items()))
+    print(f"RSS {rss_before / 2**20:.0f} → {rss_after / 2**20:.0f} MiB ({growth:+.1%}, limit {RSS_GROWTH_LIMIT:.0%})")
+    print(f"serving afterwards: {serving}; load average {load_at_start:.2f} at the start")
+    for error in result.errors[:5]:
+        print("error:", error)
+    summary = {
+        "settings": settings_of(args),
+        "load_average_1min_at_start": load_at_start,
+        "seconds": seconds,
+        "answered": len(result.latencies_s),
+        "errors": len(result.errors),
+        "first_errors": result.errors[:5],
+        "latency": latency,
+        "rss_mib_before": rss_before / 2**20,
+        "rss_mib_after": rss_after / 2**20,
+        "rss_growth": growth,
+        "serving_afterwards": serving,
+    }
+    print(f"wrote {save_result('space_load', summary).relative_to(PROJECT)}")
+    ok = not result.errors and growth < RSS_GROWTH_LIMIT and serving
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

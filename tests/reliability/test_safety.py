@@ -1,0 +1,177 @@
+"""What the Space does with people's files, and what loading a model may do.
+
+Uploads stay in the app's private temporary folder, are deleted once older than the cache age and with the folder at
+exit; a user's file name is never a path, nor can a request point the app at a server file; a zip's escaping entries
+are refused, never extracted. No code of ours unpickles, and a model folder holding a pickle or a damaged
+safetensors file is refused without running anything.
+"""
+
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+from gradio_client import handle_file
+from space_server import (  # noqa: F401 - fixtures
+    EXAMPLES,
+    PROJECT,
+    file_data,
+    space_index,
+    running_space,
+    space_model,
+    stop_space,
+    write_zip,
+)
+
+from memorability.inference import ModelLoadError, load_predictor
+
+CACHE_SECONDS = 2
+SWEEP_WAIT_S = 20.0
+PHOTO = EXAMPLES / "coffee.jpg"
+OUR_CODE = ("memorability", "space", "train", "hub", "bench")
+
+
+@pytest.fixture(scope="module")
+def sweeping_space(space_model, space_index, tmp_path_factory):
+    """An app whose uploads are deleted once CACHE_SECONDS old (a Space: 300 s)."""
+    work = tmp_path_factory.mktemp("sweeping_space")
+    with running_space(space_model, space_index, work, MEMORABILITY_CACHE_SECONDS=str(CACHE_SECONDS)) as server:
+        yield server
+
+
+def private_folder(server) -> Path:
+    """The app's own folder inside the GRADIO_TEMP_DIR it was given."""
+    (folder,) = server.upload_dir.glob("memorability-uploads-*")
+    return folder
+
+
+def files_under(folder: Path) -> set[Path]:
+    return {path for path in folder.rglob("*") if path.is_file()}
+
+
+def copies_of(name: str, server) -> list[Path]:
+    """Every file called `name` in the places an app could write to: its working folder (which holds its upload
+    folder), Gradio's default cache, and the top two levels of the system's temporary folder."""
+    system = Path(tempfile.gettempdir())
+    trees = [place for place in (server.upload_dir.parent, system / "gradio") if place.is_dir()]
+    near_the_top = [*system.glob(name), *system.glob(f"*/{name}")]
+    return [path for tree in trees for path in tree.rglob(name)] + near_the_top
+
+
+def test_uploads_stay_in_the_private_folder_and_are_swept(sweeping_space, tmp_path):
+    folder = private_folder(sweeping_space)
+    before = files_under(folder)
+    photo = tmp_path / f"private-{uuid.uuid4().hex}.jpg"
+    shutil.copy(PHOTO, photo)
+    client = sweeping_space.client()
+    client.predict(handle_file(photo), "gradcam++", 0.5, api_name="/score")
+    client.predict([handle_file(photo)], api_name="/batch")
+    copies = copies_of(photo.name, sweeping_space)
+    assert copies and all(path.is_relative_to(folder) for path in copies)
+    deadline = time.monotonic() + SWEEP_WAIT_S
+    while files_under(folder) - before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not files_under(folder) - before, "uploads and results outlived the cache age"
+
+
+def test_a_user_file_name_is_never_a_path(sweeping_space):
+    name = f"escape-{uuid.uuid4().hex}.jpg"
+    hostile = "../" * 6 + name
+    stored = sweeping_space.upload(hostile, PHOTO.read_bytes())
+    assert Path(stored).is_relative_to(private_folder(sweeping_space))
+    kind, data = sweeping_space.call("score", [file_data(stored, hostile), "gradcam++", 0.5])
+    assert kind == "complete" and 0 <= data[0] <= 100
+    assert all(path.is_relative_to(private_folder(sweeping_space)) for path in copies_of(name, sweeping_space))
+
+
+def test_a_request_cannot_point_the_app_at_a_server_file(sweeping_space):
+    secret = sweeping_space.upload_dir.parent / "server.log"
+    kind, data = sweeping_space.call("score", [file_data(str(secret), "photo.jpg"), "gradcam++", 0.5])
+    assert kind == "error"
+
+
+@pytest.mark.parametrize("entry", ["../{}", "../../../{}", "/tmp/{}", "..\\..\\{}", "photos/../../{}"])
+def test_zip_slip_entries_are_refused_and_never_written(sweeping_space, tmp_path, entry):
+    name = f"slip-{uuid.uuid4().hex}.jpg"
+    archive = write_zip(tmp_path / "photos.zip", {entry.format(name): PHOTO.read_bytes(), "ok.jpg": PHOTO.read_bytes()})
+    table, _ = sweeping_space.client().predict([handle_file(archive)], api_name="/batch")
+    rows = {row[0]: row for row in table["data"]}
+    assert rows["ok.jpg"][1] is not None
+    assert rows[entry.format(name)][1] is None and "zip-slip" in rows[entry.format(name)][2]
+    assert not copies_of(name, sweeping_space)
+
+
+def test_the_upload_folder_goes_when_the_app_stops(sweeping_space):
+    """Runs last: it stops the module's app as a Space is stopped (SIGTERM)."""
+    folder = private_folder(sweeping_space)
+    stop_space(sweeping_space)
+    assert sweeping_space.process.returncode == 0, sweeping_space.log_tail()
+    assert not folder.exists() and sweeping_space.upload_dir.is_dir()  # the folder given (it may be /tmp) stays
+
+
+# --- Model files --------------------------------------------------------------------------------------------------
+
+UNSAFE_LOADING = re.compile(r"pickle\.loads?\(|joblib\.load\(|dill\.loads?\(|allow_pickle\s*=\s*True")
+
+
+def test_no_code_of_ours_unpickles():
+    offenders = []
+    for path in (path for top in OUR_CODE for path in (PROJECT / top).rglob("*.py")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            unsafe_torch = "torch.load(" in line and "weights_only=True" not in line
+            if unsafe_torch or UNSAFE_LOADING.search(line):
+                offenders.append(f"{path.relative_to(PROJECT)}:{number}: {line.strip()}")
+    assert not offenders, "loading that can run code:\n" + "\n".join(offenders)
+
+
+class Payload:
+    """Unpickled, it creates the file `marker`: proof that a loader ran code from the model file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+@pytest.fixture
+def pickled_model(tiny_model_dir, tmp_path) -> tuple[Path, Path]:
+    """A model folder whose only weights are a pytorch_model.bin carrying a payload; and the payload's marker."""
+    folder = tmp_path / "pickled_model"
+    folder.mkdir()
+    for name in ("config.json", "preprocessor_config.json"):
+        shutil.copy(tiny_model_dir / name, folder / name)
+    marker = tmp_path / "payload_ran"
+    torch.save({"weights": Payload(marker)}, folder / "pytorch_model.bin")
+    return folder, marker
+
+
+def test_a_pickled_model_never_runs_its_payload(pickled_model):
+    folder, marker = pickled_model
+    with pytest.raises(Exception):  # noqa: B017 - any refusal will do here; the next test wants ours
+        load_predictor(folder)
+    assert not marker.exists()
+    torch.load(folder / "pytorch_model.bin", weights_only=False)  # the payload is live: a trusting loader runs it
+    assert marker.exists()
+
+
+def test_a_pickled_model_is_refused_with_one_sentence(pickled_model):
+    """load_model asks for safetensors only: a .bin is never opened, and transformers' OSError becomes ModelLoadError."""
+    folder, marker = pickled_model
+    with pytest.raises(ModelLoadError) as caught:
+        load_predictor(folder)
+    assert str(folder) in str(caught.value) and "\n" not in str(caught.value) and not marker.exists()
+
+
+def test_a_truncated_safetensors_file_is_refused_with_one_sentence(tiny_model_dir, tmp_path):
+    """A SafetensorError from a damaged file becomes one ModelLoadError sentence."""
+    folder = Path(shutil.copytree(tiny_model_dir, tmp_path / "truncated"))
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(ModelLoadError) as caught:
+        load_predictor(folder)
+    assert str(folder) in str(caught.value) and "\n" not in str(caught.value)

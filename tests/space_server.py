@@ -1,0 +1,279 @@
+"""space/app.py as a real server, for the Space's tests and benchmarks, and the fixtures that start one.
+
+The app runs in its own process on 127.0.0.1 at a free port, with its model and neighbour index named by environment
+variables, as on a Space; it counts as started once it answers HTTP 200. Its uploads go to a folder the caller
+chooses, so that tests can look at what the app leaves on disk.
+
+Test modules import the fixtures they use (`from space_server import space, space_model, ...`): each module then
+gets its own server, shared by its tests.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+import pytest
+from datasets import concatenate_datasets
+from gradio_client import Client, handle_file
+
+PROJECT = Path(__file__).resolve().parents[1]
+APP = PROJECT / "space" / "app.py"
+EXAMPLES = PROJECT / "space" / "examples"
+START_TIMEOUT_S = 180.0
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class SpaceServer:
+    """A running app: where it answers, its process, its upload folder and its log."""
+
+    url: str
+    process: subprocess.Popen
+    upload_dir: Path
+    log: Path
+
+    def client(self, download: bool = True):
+        """A gradio_client on this server; the files it downloads (with `download`) land beside the upload folder,
+        without it results name the files by URL only (what load tests want: no client-side copying)."""
+        folder = str(self.upload_dir.parent / "downloads") if download else False
+        return Client(self.url, verbose=False, download_files=folder)
+
+    def serving(self) -> bool:
+        """Whether the process is alive and its page answers 200."""
+        return self.process.poll() is None and page_status(self.url) == 200
+
+    def upload(self, name: str, data: bytes) -> str:
+        """Upload a file under any name a client chooses, as a browser does; the path Gradio stored it at."""
+        with httpx.Client(base_url=self.url, timeout=60) as http:
+            return http.post("gradio_api/upload", files={"files": (name, data)}).json()[0]
+
+    def call(self, api_name: str, data: list) -> tuple[str, list]:
+        """One request through Gradio's REST API, as any HTTP client (a browser) sends it: the kind of its last event
+        ("complete" or "error") and that event's data."""
+        with httpx.Client(base_url=self.url, timeout=60) as http:
+            event = http.post(f"gradio_api/call/{api_name}", json={"data": data}).json()["event_id"]
+            lines = http.get(f"gradio_api/call/{api_name}/{event}").text.splitlines()
+        kind = [line.split(": ", 1)[1] for line in lines if line.startswith("event: ")][-1]
+        payload = [line.split(": ", 1)[1] for line in lines if line.startswith("data: ")][-1]
+        return kind, json.loads(payload)
+
+    def rss_bytes(self) -> int:
+        return psutil.Process(self.process.pid).memory_info().rss
+
+    def log_tail(self, characters: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-characters:]
+
+
+def file_data(path: str, orig_name: str | None = None) -> dict:
+    """A file argument of the REST API: a path in the app's upload folder (as `SpaceServer.upload` returned it)."""
+    return {"path": path, "orig_name": orig_name, "meta": {"_type": "gradio.FileData"}}
+
+
+def page_status(url: str) -> int | None:
+    """The HTTP status of a GET, or None where nothing answers."""
+    try:
+        return httpx.get(url, timeout=5).status_code
+    except httpx.HTTPError:
+        return None
+
+
+def start_space(model: Path, index: Path | None, work_dir: Path, **settings: str) -> SpaceServer:
+    """Launch the app on `model` and `index` with extra environment `settings`; waits until it serves."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    upload_dir = work_dir / "uploads"
+    env = os.environ | {
+        "MEMORABILITY_MODEL": str(model),
+        "MEMORABILITY_INDEX": str(index or ""),
+        "MEMORABILITY_CACHE": str(work_dir / "cache"),
+        "GRADIO_TEMP_DIR": str(upload_dir),
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_OFFLINE": "1",
+    }
+    log = work_dir / "server.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, str(APP)], cwd=work_dir, env=env | settings, stdout=output, stderr=subprocess.STDOUT
+        )
+    server = SpaceServer(f"http://127.0.0.1:{port}/", process, upload_dir, log)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not server.serving():
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_space(server)
+            raise RuntimeError(f"space/app.py did not start serving; its log ends:\n{server.log_tail()}")
+        time.sleep(0.25)
+    return server
+
+
+def stop_space(server: SpaceServer) -> None:
+    """Stop the app as a Space is stopped (SIGTERM: it closes and runs its exit handlers); kill it if it lingers."""
+    if server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+
+
+@contextmanager
+def running_space(model: Path, index: Path | None, work_dir: Path, **settings: str) -> Iterator[SpaceServer]:
+    server = start_space(model, index, work_dir, **settings)
+    try:
+        yield server
+    finally:
+        stop_space(server)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """Seconds per answered request, and one line per failed one (its kind and message)."""
+
+    latencies_s: list[float]
+    errors: list[str]
+
+
+def send_load(server: SpaceServer, clients: int, requests_each: int, photo: Path, timeout_s: float) -> LoadResult:
+    """`clients` users at once, each with a gradio_client of its own, each sending `requests_each` /score requests
+    (score, heat map, neighbours) one after another, as a person waits for one result before the next; a request not
+    answered within `timeout_s` counts as failed."""
+    users = [server.client(download=False) for _ in range(clients)]  # connected before any request
+
+    def user(client) -> tuple[list[float], list[str]]:
+        latencies, errors = [], []
+        for _ in range(requests_each):
+            started = time.perf_counter()
+            try:
+                client.submit(handle_file(photo), "gradcam++", 0.5, api_name="/score").result(timeout=timeout_s)
+            except Exception as error:  # noqa: BLE001 - every failure is counted, whatever its kind
+                errors.append(f"{type(error).__name__}: {error}")
+            else:
+                latencies.append(time.perf_counter() - started)
+        return latencies, errors
+
+    with ThreadPoolExecutor(clients) as pool:
+        outcomes = list(pool.map(user, users))
+    return LoadResult([t for times, _ in outcomes for t in times], [e for _, errors in outcomes for e in errors])
+
+
+def latency_summary(latencies_s: list[float]) -> dict[str, float]:
+    """Median, 90th percentile and worst, in milliseconds."""
+    times = 1000 * np.asarray(latencies_s)
+    return {
+        "median_ms": float(np.median(times)),
+        "p90_ms": float(np.percentile(times, 90)),
+        "max_ms": float(times.max()),
+    }
+
+
+def write_zip(path: Path, members: dict[str, bytes]) -> Path:
+    """A zip holding `members` under exactly the names given, escaping ones included (zipfile keeps them as written)."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def build_index(model: Path, data: Path, out: Path) -> Path:
+    """A neighbour index of every image of a LaMem-format folder (all three splits of index 1), saved to `out`."""
+    from memorability.data import load_lamem
+    from memorability.inference import load_predictor
+    from memorability.neighbours import build_neighbour_index
+
+    splits = load_lamem(data, split=1)
+    images = concatenate_datasets([splits[name] for name in ("train", "validation", "test")])
+    build_neighbour_index(load_predictor(model), images, progress=False, data_name="test data").save(out)
+    return out
+
+
+# Module-scoped like the server, but the model and index folders are built once per run (in pytest's base temporary
+# folder) and reused by the next module: a fixture imported by several modules is built for each.
+
+
+@pytest.fixture(scope="module")
+def space_model(trained_sample_model, tmp_path_factory) -> Path:
+    """The tests' trained tiny model marked as the demo model, so that the app serves as `make demo` does (banner
+    included)."""
+    from memorability.demo import DEMO_MARKER, DEMO_NOTICE
+
+    folder = tmp_path_factory.getbasetemp() / "space_model"
+    if not (folder / DEMO_MARKER).is_file():
+        shutil.copytree(trained_sample_model, folder, dirs_exist_ok=True)
+        (folder / DEMO_MARKER).write_text(DEMO_NOTICE)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def space_index(space_model, sample_data_dir, tmp_path_factory) -> Path:
+    """A neighbour index of the 600 sample images under the space model."""
+    folder = tmp_path_factory.getbasetemp() / "space_index"
+    return folder if (folder / "index_info.json").is_file() else build_index(space_model, sample_data_dir, folder)
+
+
+@pytest.fixture(scope="module")
+def space(space_model, space_index, tmp_path_factory) -> Iterator[SpaceServer]:
+    """One app per test module, with the default queue."""
+    with running_space(space_model, space_index, tmp_path_factory.mktemp("space")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def space_client(space):
+    return space.client()
+
+
+def bench_parser(description: str) -> argparse.ArgumentParser:
+    """A Space benchmark's command line, with the choice of model: --model and --index folders, or a ResNet50 with
+    random weights and a generated index."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, help="a model folder (default: a ResNet50 with random weights)")
+    parser.add_argument("--index", type=Path, help="a neighbour index folder for --model")
+    parser.add_argument("--index-images", type=int, default=200, help="generated pictures in the default index")
+    return parser
+
+
+def model_and_index(args: argparse.Namespace, folder: Path) -> tuple[Path, Path]:
+    """The folders `bench_parser`'s arguments chose; the default ones are built in `folder`: a ResNet50 with random
+    weights (speed does not depend on them) and a neighbour index of generated pictures under it."""
+    if args.model or args.index:
+        if not (args.model and args.index):
+            raise SystemExit("Give --model and --index together (or neither).")
+        return args.model, args.index
+    from memorability.image_processing import make_image_processor
+    from memorability.presets import build_model
+    from memorability.sample_data import make_sample_data
+
+    model = folder / "model"
+    build_model("resnet50", backbone_weights="none").save_pretrained(model)
+    make_image_processor().save_pretrained(model)
+    data = make_sample_data(folder / "data", n=args.index_images, seed=0, progress=False)
+    return model, build_index(model, data, folder / "index")
+
+
+def settings_of(args: argparse.Namespace) -> dict:
+    """A benchmark's arguments as JSON values, the model's naming what served."""
+    return {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()} | {
+        "model": str(args.model or "resnet50, random weights")
+    }
