@@ -32,6 +32,7 @@ test: install browser
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
 
 bench: install
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps resmem==1.1.6
 	$(PY) bench/run_all.py
 
 dist: install

@@ -5,7 +5,7 @@ and the tiny preset model at 32 px: this measures the machinery around the model
 sharding, Parquet parts, the merge into one CSV in input order), not ResNet50 (bench/end_to_end.py does that).
 One process is measured too, for reference; each run's CSV is checked (row count, order, no errors).
 
-    python bench/scale_100k.py [--images 100000] [--processes 2 1] [--num-workers 2] [--quiet-wait 120]
+    python bench/scale_100k.py [--images 100000] [--processes 2 1] [--num-workers 1] [--quiet-wait 120]
 """
 
 import argparse
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=100_000)
     parser.add_argument("--processes", type=int, nargs="+", default=[2, 1], help="process counts to run")
-    parser.add_argument("--num-workers", type=int, default=2, help="decoding workers per process")
+    parser.add_argument("--num-workers", type=int, default=1, help="decoding workers per process (the CLI default: 1)")
     add_quiet_wait(parser)
     args = parser.parse_args(argv)
     rows = []

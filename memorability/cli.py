@@ -98,19 +98,21 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", default="scores.csv", help="CSV to write: path, score, error (default: scores.csv).")
     predict.add_argument("--batch-size", type=count(1), default=32)
     predict.add_argument(
-        "--num-workers", type=count(0), default=2, help="Processes decoding images, per scoring process (default: 2)."
+        "--num-workers", type=count(0), default=1, help="Processes decoding images, per scoring process (default: 1)."
     )
     predict.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: a GPU where there is one).")
     predict.add_argument(
         "--precision",
         default="auto",
         choices=("auto", "fp32", "bf16", "fp16"),
-        help="auto: bf16 on a GPU or a CPU with native bf16 (AVX512-BF16, AMX), else fp32 (default: auto).",
+        help="auto: bf16 on a GPU (fp16 where it lacks bf16) or on a CPU with native bf16 (AVX512-BF16, AMX), "
+        "else fp32 (default: auto).",
     )
     predict.add_argument(
         "--compile",
         action="store_true",
-        help="torch.compile the model: faster per batch, after a compilation of up to minutes; for long runs.",
+        help="torch.compile the model: about 10%% faster per batch after 20-30 s of compiling (2-core CPU); "
+        "for long runs.",
     )
     predict.add_argument(
         "--chunk-size",

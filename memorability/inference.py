@@ -59,11 +59,11 @@ def load_model(source: str | os.PathLike) -> tuple[MemorabilityModel, object]:
 class MemorabilityPredictor:
     """A model in eval mode on one device and precision, with the image processor it was saved with.
 
-    In bf16/fp16 the backbone scores from its own copy in that dtype (channels_last on the CPU), not under autocast:
-    autocast would cast every weight again at every call, which at batch 1 costs about as much as the convolutions
-    (bench/inference.py). The head stays in fp32, and `model` stays the fp32 model, for Grad-CAM's gradients.
-    `compile=True` compiles that backbone with weight freezing: faster per batch (bench/inference.py), but the first
-    batch of each new shape compiles for seconds to minutes, so it pays off only on long runs.
+    In bf16/fp16 the backbone scores from its own copy in that dtype (channels_last on the CPU), not under autocast,
+    which casts every weight again at every call (batch 1 was 7-20% slower that way in bench/inference.py). The head
+    stays in fp32, and `model` stays the fp32 model, for Grad-CAM's gradients. `compile=True` compiles that backbone
+    with weight freezing: about 10% faster per batch of 32 on our 2-core CPU, but the first batch of each new shape
+    compiles for 20-30 s there, so it pays off only on long runs.
     """
 
     def __init__(
