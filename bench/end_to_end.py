@@ -13,23 +13,15 @@ import argparse
 import re
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageEnhance
 from skimage import data as photographs
 
-from machine import (
-    OtherProcesses,
-    WorkerFailed,
-    add_quiet_wait,
-    cpu_only_environment,
-    predict_command,
-    run_python,
-    save_result,
-    wait_until_quiet,
-)
+from machine import WorkerFailed, add_quiet_wait, save_result, timed_predict
+
+from memorability.presets import save_untrained_model
 
 GOAL_IMAGES_PER_S = 60.0
 SOURCES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
@@ -56,24 +48,11 @@ def write_photos(folder: Path, count: int, seed: int = 0) -> int:
     return sum(path.stat().st_size for path in folder.iterdir())
 
 
-def save_model(folder: Path) -> None:
-    from memorability.image_processing import make_image_processor
-    from memorability.presets import build_model
-
-    build_model("resnet50", backbone_weights="none").save_pretrained(folder)
-    make_image_processor().save_pretrained(folder)
-
-
 def time_predict(photos: Path, model: Path, out: Path, processes: int, workers: int, quiet_wait: float) -> dict:
     """One `memorability predict` run: wall seconds and the throughput it reports."""
-    command = [*predict_command(processes), str(photos), "--model", str(model), "--out", str(out)]
-    wait_until_quiet(quiet_wait)
-    started = time.perf_counter()
-    with OtherProcesses() as others:
-        output = run_python([*command, "--num-workers", str(workers)], env=cpu_only_environment())
-    seconds = time.perf_counter() - started
+    seconds, output, others_share = timed_predict(photos, model, out, processes, workers, quiet_wait)
     rate = float(REPORTED_RATE.search(output)["rate"])
-    return {"wall_s": seconds, "scoring_images_per_s": rate, "others_cpu_share": others.share}
+    return {"wall_s": seconds, "scoring_images_per_s": rate, "others_cpu_share": others_share}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         total_bytes = write_photos(work / "photos", args.images)
-        save_model(work / "model")
+        save_untrained_model(work / "model")
         for processes in args.processes:
             for workers in args.workers:
                 setting = {"processes": processes, "num_workers": workers}

@@ -1,7 +1,7 @@
 """Inference speed on this CPU: our ResNet50 (224 px) in fp32, in bf16 + channels_last (the predictor's default on
-a CPU with native bf16: a bf16 copy of the backbone), the same compiled, and bf16 under autocast (what the predictor
-did before), with and without the allocator setting, against ResMem (`pip install resmem`: ResNet152 + an AlexNet-like
-branch, 227 px) in the same run.
+a CPU with native bf16: a bf16 copy of the backbone with batch norm folded), the same compiled, and two earlier
+defaults (bf16 without folding, bf16 under autocast), with and without the allocator setting, against ResMem
+(`pip install resmem`: ResNet152 + an AlexNet-like branch, 227 px) in the same run.
 
 Each configuration runs in a fresh process, because the glibc allocator reads its environment variables
 (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_) at start. Allocator settings:
@@ -16,6 +16,7 @@ case. Times are medians; batch 1 is reported as ms per image too.
 """
 
 import argparse
+import copy
 import importlib.util
 import json
 import os
@@ -37,6 +38,7 @@ CONFIGURATIONS = [
     ("ours", "fp32", "default"),
     ("ours", "fp32", "mallopt"),
     ("ours", "bf16-autocast", "mallopt"),
+    ("ours", "bf16-unfolded", "mallopt"),
     ("ours", "bf16", "default"),
     ("ours", "bf16", "mallopt"),
     ("ours", "bf16", "env"),
@@ -47,6 +49,7 @@ CONFIGURATIONS = [
 LABELS = {
     "fp32": "fp32",
     "bf16-autocast": "bf16 autocast + CL",
+    "bf16-unfolded": "bf16 + CL, BN not folded",
     "bf16": "bf16 + channels_last",
     "bf16+compile": "bf16 + CL + torch.compile",
 }
@@ -75,7 +78,10 @@ def build_forward(model: str, precision: str):
         return run, 224
     compiled = precision.endswith("+compile")
     processor = make_image_processor()
-    predictor = MemorabilityPredictor(network, processor, "cpu", precision.split("+")[0], compile=compiled)
+    dtype = precision.split("+")[0].split("-")[0]
+    predictor = MemorabilityPredictor(network, processor, "cpu", dtype, compile=compiled)
+    if precision == "bf16-unfolded":  # what the predictor did before folding batch norm into the convolutions
+        predictor.backbone = copy.deepcopy(network.backbone).to(torch.bfloat16, memory_format=torch.channels_last)
     return (lambda pixels: predictor.forward(pixels)[0]), 224
 
 

@@ -128,6 +128,19 @@ def predict_command(processes: int) -> list[str]:
     return [*launcher, "--main_process_port", str(free_port()), "-m", "memorability.cli", "predict"]
 
 
+def timed_predict(
+    inputs: Path, model: Path, out: Path, processes: int, num_workers: int, quiet_wait: float
+) -> tuple[float, str, float]:
+    """One `memorability predict` run, once the machine is quiet: its wall seconds (launcher and Python start
+    included), its stdout, and the share of the CPU other processes used meanwhile."""
+    command = [*predict_command(processes), str(inputs), "--model", str(model), "--out", str(out)]
+    wait_until_quiet(quiet_wait)
+    started = time.perf_counter()
+    with OtherProcesses() as others:
+        output = run_python([*command, "--num-workers", str(num_workers)], env=cpu_only_environment())
+    return time.perf_counter() - started, output, others.share
+
+
 def cpu_only_environment() -> dict:
     """This environment with GPUs hidden: the CPU figures stay CPU figures on a machine with a GPU."""
     return os.environ | {"CUDA_VISIBLE_DEVICES": ""}

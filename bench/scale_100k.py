@@ -19,16 +19,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from machine import (
-    OtherProcesses,
-    WorkerFailed,
-    add_quiet_wait,
-    cpu_only_environment,
-    predict_command,
-    run_python,
-    save_result,
-    wait_until_quiet,
-)
+from machine import WorkerFailed, add_quiet_wait, save_result, timed_predict
+
+from memorability.presets import save_untrained_model
 
 DISTINCT = 1024
 SIDE = 32
@@ -47,22 +40,10 @@ def write_images(folder: Path, count: int) -> list[str]:
     return [str(folder / name) for name in names]
 
 
-def save_tiny_model(folder: Path) -> None:
-    from memorability.image_processing import make_image_processor
-    from memorability.presets import build_model
-
-    build_model("tiny", backbone_weights="none").save_pretrained(folder)
-    make_image_processor(SIDE).save_pretrained(folder)
-
-
 def time_run(images: Path, model: Path, out: Path, processes: int, num_workers: int, quiet_wait: float) -> dict:
     """Wall seconds of one sharded run (launcher and Python start included), and how busy the machine was."""
-    command = [*predict_command(processes), str(images), "--model", str(model), "--out", str(out)]
-    wait_until_quiet(quiet_wait)
-    started = time.perf_counter()
-    with OtherProcesses() as others:
-        run_python([*command, "--num-workers", str(num_workers)], env=cpu_only_environment())
-    return {"wall_s": time.perf_counter() - started, "others_cpu_share": others.share}
+    seconds, _, others_share = timed_predict(images, model, out, processes, num_workers, quiet_wait)
+    return {"wall_s": seconds, "others_cpu_share": others_share}
 
 
 def check_csv(out: Path, expected: list[str]) -> None:
@@ -85,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         expected = write_images(work / "images", args.images)
         print(f"wrote {args.images:,} images in {time.perf_counter() - started:.0f} s")
-        save_tiny_model(work / "model")
+        save_untrained_model(work / "model", "tiny", SIDE)
         for processes in args.processes:
             out = work / f"scores_{processes}.csv"
             try:

@@ -13,9 +13,7 @@ Median and p90 over --requests rounds after --warmup; JSON in bench/results/spac
     python bench/space_latency.py --model ~/.cache/memorability/demo-model --index ~/.cache/memorability/demo-index
 """
 
-import argparse
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,29 +23,20 @@ from machine import describe_machine, save_result
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT / "tests"))
 
+import space_server  # noqa: E402
 from gradio_client import handle_file  # noqa: E402
-from space_server import (  # noqa: E402
-    EXAMPLES,
-    bench_parser,
-    file_data,
-    latency_summary,
-    model_and_index,
-    running_space,
-    settings_of,
-)
 
 from memorability.explain import analyse  # noqa: E402
 from memorability.images import load_image  # noqa: E402
 from memorability.inference import load_predictor  # noqa: E402
 from memorability.runtime import tune_allocator  # noqa: E402
 
-PHOTO = EXAMPLES / "astronaut.jpg"
+PHOTO = space_server.BENCH_PHOTO
 GOAL_MS = 300.0
 
 
-def parse_args() -> argparse.Namespace:
-    parser = bench_parser(__doc__)
-    parser.add_argument("--requests", type=int, default=30, help="timed rounds")
+def parse_args():
+    parser = space_server.bench_parser(__doc__, requests=30, requests_help="timed rounds")
     parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
     return parser.parse_args()
 
@@ -57,7 +46,8 @@ def requests(server) -> dict[str, Callable[[], object]]:
     client = server.client(download=False)
 
     def over_http():
-        kind, data = server.call("score", [file_data(server.upload(PHOTO.name, PHOTO.read_bytes())), "gradcam++", 0.5])
+        upload = space_server.file_data(server.upload(PHOTO.name, PHOTO.read_bytes()))
+        kind, data = server.call("score", [upload, "gradcam++", 0.5])
         if kind != "complete":
             raise RuntimeError(f"/score failed: {data}")
 
@@ -85,26 +75,22 @@ def time_rounds(functions: dict[str, Callable[[], object]], warmup: int, request
             function()
             if round_number >= warmup:
                 seconds[name].append(time.perf_counter() - started)
-    return {name: latency_summary(times) for name, times in seconds.items()}
+    return {name: space_server.latency_summary(times) for name, times in seconds.items()}
 
 
 def main() -> int:
     args = parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        work = Path(folder)
-        model, index = model_and_index(args, work)
-        load_at_start = describe_machine()["load_average_1min"]
-        with running_space(model, index, work / "space") as server:
-            rows = time_rounds(analysis(model), args.warmup, args.requests)
-            rows |= time_rounds(requests(server), args.warmup, args.requests)
+    with space_server.bench_space(args) as (server, model, load_at_start):
+        rows = time_rounds(analysis(model), args.warmup, args.requests)
+        rows |= time_rounds(requests(server), args.warmup, args.requests)
     print(f"{'':28} {'median ms':>10} {'p90 ms':>10} {'max ms':>10}")
     for name, row in rows.items():
         print(f"{name:28} {row['median_ms']:10.0f} {row['p90_ms']:10.0f} {row['max_ms']:10.0f}")
     browser = rows["/score via HTTP (browser)"]["median_ms"]
     print(f"a visitor's median {browser:.0f} ms {'meets' if browser <= GOAL_MS else 'misses'} the {GOAL_MS:.0f} ms "
           f"goal; load average {load_at_start:.2f} at the start on {describe_machine()['cpus']} CPUs")  # fmt: skip
-    result = {"settings": settings_of(args), "load_average_1min_at_start": load_at_start, "goal_ms": GOAL_MS}
-    result["rows"] = rows
+    settings = space_server.settings_of(args)
+    result = {"settings": settings, "load_average_1min_at_start": load_at_start, "goal_ms": GOAL_MS, "rows": rows}
     print(f"wrote {save_result('space_latency', result).relative_to(PROJECT)}")
     return 0
 

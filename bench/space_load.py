@@ -10,55 +10,40 @@ client) and after. tests/reliability/test_space_load.py runs a short version of 
     python bench/space_load.py --clients 8 --requests 10
 """
 
-import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from machine import describe_machine, save_result
+from machine import save_result
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT / "tests"))
 
-from space_server import (  # noqa: E402
-    EXAMPLES,
-    bench_parser,
-    latency_summary,
-    model_and_index,
-    running_space,
-    send_load,
-    settings_of,
-)
+import space_server  # noqa: E402
 
-PHOTO = EXAMPLES / "astronaut.jpg"
 RSS_GROWTH_LIMIT = 0.10
 
 
-def parse_args() -> argparse.Namespace:
-    parser = bench_parser(__doc__)
+def parse_args():
+    parser = space_server.bench_parser(__doc__, requests=100, requests_help="per client")
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--requests", type=int, default=100, help="per client")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds a request may take")
     return parser.parse_args()
 
 
 def main() -> int:
     args = parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        work = Path(folder)
-        model, index = model_and_index(args, work)
-        load_at_start = describe_machine()["load_average_1min"]
-        with running_space(model, index, work / "space") as server:
-            send_load(server, args.clients, 1, PHOTO, args.timeout)
-            rss_before = server.rss_bytes()
-            started = time.perf_counter()
-            result = send_load(server, args.clients, args.requests, PHOTO, args.timeout)
-            seconds = time.perf_counter() - started
-            rss_after = server.rss_bytes()
-            serving = server.serving()
+    photo = space_server.BENCH_PHOTO
+    with space_server.bench_space(args) as (server, _, load_at_start):
+        space_server.send_load(server, args.clients, 1, photo, args.timeout)
+        rss_before = server.rss_bytes()
+        started = time.perf_counter()
+        result = space_server.send_load(server, args.clients, args.requests, photo, args.timeout)
+        seconds = time.perf_counter() - started
+        rss_after = server.rss_bytes()
+        serving = server.serving()
     growth = rss_after / rss_before - 1
-    latency = latency_summary(result.latencies_s) if result.latencies_s else {}
+    latency = space_server.latency_summary(result.latencies_s) if result.latencies_s else {}
     print(f"{args.clients} clients × {args.requests} requests in {seconds:.0f} s "
           f"({len(result.latencies_s) / seconds:.1f} answered per second), {len(result.errors)} errors")  # fmt: skip
     print(" ".join(f"{name} {value:.0f}" for name, value in latency.items()))
@@ -67,7 +52,7 @@ def main() -> int:
     for error in result.errors[:5]:
         print("error:", error)
     summary = {
-        "settings": settings_of(args),
+        "settings": space_server.settings_of(args),
         "load_average_1min_at_start": load_at_start,
         "seconds": seconds,
         "answered": len(result.latencies_s),

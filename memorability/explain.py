@@ -3,10 +3,11 @@
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from PIL import Image
 
 from .ablations import ABLATIONS, detect_faces
-from .gradcam import grad_cam, model_view, overlay
+from .gradcam import CamResult, grad_cam, model_view, overlay
 from .inference import MemorabilityPredictor
 
 DEFAULT_CAM_METHOD = "gradcam++"  # never flat on a regression target, unlike plain Grad-CAM (see gradcam.py)
@@ -35,14 +36,21 @@ class AblationEffect:
     change: float
 
 
+def explain_batch(
+    predictor: MemorabilityPredictor, pixel_values: torch.Tensor, method: str = DEFAULT_CAM_METHOD
+) -> CamResult:
+    """Scores, embeddings and heat maps from one pass of the predictor's scoring backbone: the scores are the ones
+    `predictor.forward` gives, at the cost of one forward and a short backward."""
+    pixel_values = predictor.prepare(pixel_values)
+    return grad_cam(predictor.model, pixel_values, method=method, backbone=predictor.scoring_backbone)
+
+
 def analyse(predictor: MemorabilityPredictor, image: Image.Image, method: str = DEFAULT_CAM_METHOD) -> Analysis:
-    """Score and embed with the predictor (its precision), and a Grad-CAM map of the same input."""
-    pixel_values = predictor.preprocess([image])
-    scores, embeddings = predictor.forward(pixel_values)
-    cam = grad_cam(predictor.model, pixel_values.to(predictor.device), method=method)
+    """Score, embedding and heat map of one photo, from one pass (see `explain_batch`)."""
+    cam = explain_batch(predictor, predictor.preprocess([image]), method)
     return Analysis(
-        score=float(scores[0]),
-        embedding=embeddings[0].numpy(),
+        score=float(cam.scores[0]),
+        embedding=cam.embeddings[0],
         view=model_view(image, predictor.processor),
         heat_map=cam.maps[0],
         method=method,

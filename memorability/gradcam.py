@@ -37,10 +37,12 @@ class CamError(MemorabilityError, ValueError):
 
 @dataclass(frozen=True)
 class CamResult:
-    """Maps (B, H, W) float32 in [0, 1] at input resolution, and the scores (B,) of the same forward pass."""
+    """Maps (B, H, W) float32 in [0, 1] at input resolution, and the scores (B,) and embeddings (B, D) of the same
+    forward pass."""
 
     maps: np.ndarray
     scores: np.ndarray
+    embeddings: np.ndarray
     method: str
     layer: str
 
@@ -64,10 +66,15 @@ def gradcam_plus_plus_weights(activations: torch.Tensor, gradients: torch.Tensor
 METHODS: dict[str, WeightFunction] = {"gradcam": gradcam_weights, "gradcam++": gradcam_plus_plus_weights}
 
 
-def backbone_layers(model: MemorabilityModel) -> dict[str, nn.Module]:
-    """The layers a map can be taken at, input side first: the stem, then every residual stage of the config."""
-    stages = model.backbone.encoder.stages
-    return {EMBEDDER: model.backbone.embedder} | {f"{STAGE_PREFIX}{i}": stage for i, stage in enumerate(stages)}
+def backbone_layers(model: MemorabilityModel, backbone: nn.Module | None = None) -> dict[str, nn.Module]:
+    """The layers a map can be taken at, input side first: the stem, then every residual stage of the config.
+
+    `backbone` (default `model.backbone`) is another copy of the same architecture to run instead, such as a
+    predictor's scoring backbone (batch norm folded, bf16), so that maps come from the pass that gives its scores.
+    """
+    backbone = model.backbone if backbone is None else backbone
+    stages = backbone.encoder.stages
+    return {EMBEDDER: backbone.embedder} | {f"{STAGE_PREFIX}{i}": stage for i, stage in enumerate(stages)}
 
 
 def default_layer(model: MemorabilityModel) -> str:
@@ -75,9 +82,11 @@ def default_layer(model: MemorabilityModel) -> str:
     return list(backbone_layers(model))[-1]
 
 
-def split_at(model: MemorabilityModel, layer: str) -> tuple[list[nn.Module], list[nn.Module]]:
+def split_at(
+    model: MemorabilityModel, layer: str, backbone: nn.Module | None = None
+) -> tuple[list[nn.Module], list[nn.Module]]:
     """The backbone blocks up to and including `layer`, and those after it."""
-    layers = backbone_layers(model)
+    layers = backbone_layers(model, backbone)
     if layer not in layers:
         raise CamError(f"Unknown layer '{layer}'; choose one of {', '.join(layers)}.")
     cut = list(layers).index(layer) + 1
@@ -85,26 +94,31 @@ def split_at(model: MemorabilityModel, layer: str) -> tuple[list[nn.Module], lis
     return blocks[:cut], blocks[cut:]
 
 
-def score_from(model: MemorabilityModel, blocks_after: list[nn.Module], activations: torch.Tensor) -> torch.Tensor:
-    """The target: the model's score (B,), computed from a layer's activations through the blocks after it."""
+def score_from(
+    model: MemorabilityModel, blocks_after: list[nn.Module], activations: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The target, the model's scores (B,), and the embeddings (B, D) on the way, computed from a layer's
+    activations through the blocks after it; pooling and head in float32, as `MemorabilityPredictor.forward`."""
     hidden = activations
     for block in blocks_after:
         hidden = block(hidden)
-    return model.forward_head(model.pool(hidden))
+    embeddings = model.pool(hidden.float())
+    return model.forward_head(embeddings), embeddings
 
 
 def capture(
-    model: MemorabilityModel, pixel_values: torch.Tensor, layer: str
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Activations (B, C, h, w) of `layer`, scores (B,) and d score / d activations, from one split forward pass.
+    model: MemorabilityModel, pixel_values: torch.Tensor, layer: str, backbone: nn.Module | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Activations (B, C, h, w) of `layer`, scores (B,), embeddings (B, D) and d score / d activations, from one
+    split forward pass of `backbone` (default `model.backbone`) and the model's head.
 
     Safe under `torch.no_grad()` / `torch.inference_mode()`: gradients are switched on here, on a clone of the input
     made outside inference mode. Parameters keep their `requires_grad` and never receive a `.grad`.
     """
-    blocks_before, blocks_after = split_at(model, layer)
-    if model.training:
+    blocks_before, blocks_after = split_at(model, layer, backbone)
+    if model.training or (backbone is not None and backbone.training):
         raise CamError("The model is in training mode (batch norm would mix the images); call model.eval() first.")
-    parameter = next(model.parameters())
+    parameter = next(blocks_before[0].parameters())
     with torch.inference_mode(False):
         hidden = pixel_values.to(parameter.device, parameter.dtype).clone()
         with torch.no_grad():
@@ -112,9 +126,9 @@ def capture(
                 hidden = block(hidden)
         activations = hidden.requires_grad_()
         with torch.enable_grad():
-            scores = score_from(model, blocks_after, activations)
+            scores, embeddings = score_from(model, blocks_after, activations)
             (gradients,) = torch.autograd.grad(scores.sum(), activations)
-    return activations.detach(), scores.detach(), gradients
+    return activations.detach(), scores.detach(), embeddings.detach(), gradients
 
 
 def weighted_maps(activations: torch.Tensor, weights: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -128,18 +142,30 @@ def weighted_maps(activations: torch.Tensor, weights: torch.Tensor, size: tuple[
 
 
 def grad_cam(
-    model: MemorabilityModel, pixel_values: torch.Tensor, method: str = "gradcam", layer: str | None = None
+    model: MemorabilityModel,
+    pixel_values: torch.Tensor,
+    method: str = "gradcam",
+    layer: str | None = None,
+    backbone: nn.Module | None = None,
 ) -> CamResult:
-    """Maps of the regions that raise the score of each image in a batch (B, 3, H, W), with the scores.
+    """Maps of the regions that raise the score of each image in a batch (B, 3, H, W), with the scores and
+    embeddings of the same pass.
 
-    `method` is a key of `METHODS`; `layer` a key of `backbone_layers(model)` (default: the last stage).
+    `method` is a key of `METHODS`; `layer` a key of `backbone_layers(model)` (default: the last stage); `backbone`
+    runs instead of `model.backbone` (see `backbone_layers`); the input keeps its memory format.
     """
     if method not in METHODS:
         raise CamError(f"Unknown Grad-CAM method '{method}'; choose one of {', '.join(METHODS)}.")
     layer = layer or default_layer(model)
-    activations, scores, gradients = capture(model, pixel_values, layer)
+    activations, scores, embeddings, gradients = capture(model, pixel_values, layer, backbone)
     maps = weighted_maps(activations, METHODS[method](activations, gradients), tuple(pixel_values.shape[-2:]))
-    return CamResult(maps=maps.cpu().numpy(), scores=scores.float().cpu().numpy(), method=method, layer=layer)
+    return CamResult(
+        maps=maps.cpu().numpy(),
+        scores=scores.float().cpu().numpy(),
+        embeddings=embeddings.cpu().numpy(),
+        method=method,
+        layer=layer,
+    )
 
 
 class ScoreOutput(nn.Module):

@@ -1,8 +1,12 @@
 """Named backbones and the one function that builds a fresh model from a name, with or without ImageNet weights."""
 
+import os
+from pathlib import Path
+
 from transformers import ResNetConfig
 
 from .configuration_memorability import MemorabilityConfig
+from .image_processing import DEFAULT_IMAGE_SIZE, make_image_processor
 from .modeling_memorability import MemorabilityModel
 
 # Architectures match the Hub checkpoints named beside them, so their ImageNet weights load key for key.
@@ -45,3 +49,14 @@ def build_model(
     if source != NO_WEIGHTS:
         model.load_backbone_weights(source)
     return model
+
+
+def save_untrained_model(
+    folder: str | os.PathLike, backbone: str = "resnet50", image_size: int = DEFAULT_IMAGE_SIZE
+) -> Path:
+    """A preset with random weights and its image processor, saved as a trained model is: for speed measurements,
+    where the weights do not matter."""
+    folder = Path(folder)
+    build_model(backbone, backbone_weights=NO_WEIGHTS).save_pretrained(folder)
+    make_image_processor(image_size).save_pretrained(folder)
+    return folder

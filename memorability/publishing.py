@@ -38,7 +38,8 @@ from .training import RESULTS_FILE as TRAIN_RESULTS_FILE
 
 REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 KEPT_REMOTE_FILES = {".gitattributes"}
-STAGING_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".gradio", "flagged", ".DS_Store")
+# Local leftovers never uploaded; Gradio writes a type stub (app.pyi) beside an app it imports, and we ship none.
+STAGING_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyi", ".gradio", "flagged", ".DS_Store")
 SPACE_REQUIRED_KEYS = ("title", "sdk", "sdk_version", "app_file")
 LOGIN_HINT = "log in with `hf auth login`, set HF_TOKEN, or pass --token"
 

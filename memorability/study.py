@@ -22,8 +22,9 @@ from .ablations import UnknownAblationError, ablation_names, get_ablation
 from .data import SPLIT_NAMES, load_lamem
 from .distributed import make_accelerator
 from .evaluation import describe_data
+from .explain import explain_batch
 from .gradcam import METHODS as CAM_METHODS
-from .gradcam import grad_cam, model_view
+from .gradcam import model_view
 from .images import list_image_files, load_image
 from .inference import MemorabilityPredictor, load_predictor
 from .study_scoring import (
@@ -183,7 +184,7 @@ def build_examples(
     for index in pick_examples(table, config.examples):
         picture = load_image(items[index].source, name=items[index].image_id)
         ablated = [variant.apply(picture) for variant in variants]
-        result = grad_cam(predictor.model, predictor.preprocess(ablated), method=config.cam_method)
+        result = explain_batch(predictor, predictor.preprocess(ablated), method=config.cam_method)
         scores = [table.original[index]] + [table.ablated[variant.name][index] for variant in variants[1:]]
         examples.append(
             Example(

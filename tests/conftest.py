@@ -132,3 +132,40 @@ def trained_sample_model(tmp_path_factory, sample_data_dir) -> Path:
     run = tmp_path_factory.mktemp("trained_sample_model")
     train(sample_training_arguments(sample_data_dir, run, epochs=8))
     return run / BEST_DIR
+
+
+# The Space (tests/space_server.py): the model and index are built once per run, the app once per test module.
+
+
+@pytest.fixture(scope="session")
+def space_model(trained_sample_model, tmp_path_factory) -> Path:
+    """The tests' trained tiny model marked as the demo model, so that the app serves as `make demo` does (banner
+    included)."""
+    from memorability.demo import DEMO_MARKER, DEMO_NOTICE
+
+    folder = tmp_path_factory.mktemp("space_model")
+    shutil.copytree(trained_sample_model, folder, dirs_exist_ok=True)
+    (folder / DEMO_MARKER).write_text(DEMO_NOTICE)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def space_index(space_model, sample_data_dir, tmp_path_factory) -> Path:
+    """A neighbour index of the 600 sample images under the space model."""
+    from space_server import build_index
+
+    return build_index(space_model, sample_data_dir, tmp_path_factory.mktemp("space_index"))
+
+
+@pytest.fixture(scope="module")
+def space(space_model, space_index, tmp_path_factory) -> Iterator:
+    """One app per test module, with the default queue."""
+    from space_server import running_space
+
+    with running_space(space_model, space_index, tmp_path_factory.mktemp("space")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def space_client(space):
+    return space.client()

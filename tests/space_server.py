@@ -4,17 +4,17 @@ The app runs in its own process on 127.0.0.1 at a free port, with its model and 
 variables, as on a Space; it counts as started once it answers HTTP 200. Its uploads go to a folder the caller
 chooses, so that tests can look at what the app leaves on disk.
 
-Test modules import the fixtures they use (`from space_server import space, space_model, ...`): each module then
-gets its own server, shared by its tests.
+The fixtures that use it (`space`, `space_client`, `space_model`, `space_index`) live in conftest.py: each test
+module gets its own server, shared by its tests.
 """
 
 import argparse
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from collections.abc import Iterator
@@ -26,13 +26,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import psutil
-import pytest
 from datasets import concatenate_datasets
 from gradio_client import Client, handle_file
 
 PROJECT = Path(__file__).resolve().parents[1]
 APP = PROJECT / "space" / "app.py"
 EXAMPLES = PROJECT / "space" / "examples"
+BENCH_PHOTO = EXAMPLES / "astronaut.jpg"
 START_TIMEOUT_S = 180.0
 
 
@@ -208,46 +208,11 @@ def build_index(model: Path, data: Path, out: Path) -> Path:
     return out
 
 
-# Module-scoped like the server, but the model and index folders are built once per run (in pytest's base temporary
-# folder) and reused by the next module: a fixture imported by several modules is built for each.
-
-
-@pytest.fixture(scope="module")
-def space_model(trained_sample_model, tmp_path_factory) -> Path:
-    """The tests' trained tiny model marked as the demo model, so that the app serves as `make demo` does (banner
-    included)."""
-    from memorability.demo import DEMO_MARKER, DEMO_NOTICE
-
-    folder = tmp_path_factory.getbasetemp() / "space_model"
-    if not (folder / DEMO_MARKER).is_file():
-        shutil.copytree(trained_sample_model, folder, dirs_exist_ok=True)
-        (folder / DEMO_MARKER).write_text(DEMO_NOTICE)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def space_index(space_model, sample_data_dir, tmp_path_factory) -> Path:
-    """A neighbour index of the 600 sample images under the space model."""
-    folder = tmp_path_factory.getbasetemp() / "space_index"
-    return folder if (folder / "index_info.json").is_file() else build_index(space_model, sample_data_dir, folder)
-
-
-@pytest.fixture(scope="module")
-def space(space_model, space_index, tmp_path_factory) -> Iterator[SpaceServer]:
-    """One app per test module, with the default queue."""
-    with running_space(space_model, space_index, tmp_path_factory.mktemp("space")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def space_client(space):
-    return space.client()
-
-
-def bench_parser(description: str) -> argparse.ArgumentParser:
-    """A Space benchmark's command line, with the choice of model: --model and --index folders, or a ResNet50 with
-    random weights and a generated index."""
+def bench_parser(description: str, requests: int, requests_help: str) -> argparse.ArgumentParser:
+    """A Space benchmark's command line: how many --requests, and the choice of model: --model and --index
+    folders, or a ResNet50 with random weights and a generated index."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=requests, help=requests_help)
     parser.add_argument("--model", type=Path, help="a model folder (default: a ResNet50 with random weights)")
     parser.add_argument("--index", type=Path, help="a neighbour index folder for --model")
     parser.add_argument("--index-images", type=int, default=200, help="generated pictures in the default index")
@@ -261,15 +226,24 @@ def model_and_index(args: argparse.Namespace, folder: Path) -> tuple[Path, Path]
         if not (args.model and args.index):
             raise SystemExit("Give --model and --index together (or neither).")
         return args.model, args.index
-    from memorability.image_processing import make_image_processor
-    from memorability.presets import build_model
+    from memorability.presets import save_untrained_model
     from memorability.sample_data import make_sample_data
 
-    model = folder / "model"
-    build_model("resnet50", backbone_weights="none").save_pretrained(model)
-    make_image_processor().save_pretrained(model)
+    model = save_untrained_model(folder / "model")
     data = make_sample_data(folder / "data", n=args.index_images, seed=0, progress=False)
     return model, build_index(model, data, folder / "index")
+
+
+@contextmanager
+def bench_space(args: argparse.Namespace) -> Iterator[tuple[SpaceServer, Path, float]]:
+    """For a Space benchmark: the app serving the model and index `bench_parser`'s arguments chose (built in a
+    temporary folder, removed afterwards), the model's folder, and the load average before the app started."""
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        model, index = model_and_index(args, work)
+        load_at_start = os.getloadavg()[0]
+        with running_space(model, index, work / "space") as server:
+            yield server, model, load_at_start
 
 
 def settings_of(args: argparse.Namespace) -> dict:

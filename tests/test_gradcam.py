@@ -1,5 +1,6 @@
 """Grad-CAM and Grad-CAM++: agree with pytorch-grad-cam, find the region that drives the score, leave the model be."""
 
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -26,6 +27,10 @@ from memorability.sample_data import DEFAULT_SIZE, draw_features, render
 # coarse to put a peak inside a ~20-px disc; stage 1 is 8 × 8 (see test_default_layer_favours_the_disc).
 FINE_LAYER = "backbone.encoder.stages.1"
 PEAK_MARGIN = 4  # pixels of the 64-px input: half a cell of FINE_LAYER
+# At the default layer, the maps are looked at with the same model on 256-px inputs (8 × 8 cells of 32 px): the
+# network is convolutional, and a larger input is how one gets a finer last-stage map from a given model.
+LARGE_INPUT = 256
+LAST_STAGE_MARGIN = 16  # half a cell of the last stage
 
 
 def disc_images(processor, count: int = 6, seed: int = 7) -> tuple[list[Image.Image], list[np.ndarray]]:
@@ -66,6 +71,21 @@ def test_peak_lies_on_the_disc(trained, method):
     model, _, _, pixel_values, masks = trained
     result = grad_cam(model, pixel_values, method, FINE_LAYER)
     assert [peak_in_box(cam, mask, PEAK_MARGIN) for cam, mask in zip(result.maps, masks)] == [True] * len(masks)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_peak_lies_on_the_disc_at_the_default_layer(trained, method):
+    model, processor, _, _, _ = trained
+    large = copy.deepcopy(processor)
+    large.size = {"shortest_edge": LARGE_INPUT}
+    images, masks = disc_images(large, count=12)
+    pixel_values = large(images, return_tensors="pt")["pixel_values"]
+    assert pixel_values.shape[-2:] == (LARGE_INPUT, LARGE_INPUT)
+    assert not any(mask[LARGE_INPUT // 2, LARGE_INPUT // 2] for mask in masks)  # off-centre, by construction
+    result = grad_cam(model, pixel_values, method)
+    assert result.layer == default_layer(model)
+    hits = [peak_in_box(cam, mask, LAST_STAGE_MARGIN) for cam, mask in zip(result.maps, masks)]
+    assert hits == [True] * len(masks)
 
 
 def test_default_layer_favours_the_disc(trained):

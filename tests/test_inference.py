@@ -8,6 +8,7 @@ from PIL import Image
 from memorability.inference import (
     MemorabilityPredictor,
     ModelLoadError,
+    fold_batch_norm,
     load_model,
     load_predictor,
     resolve_precision,
@@ -45,6 +46,21 @@ def test_scores_equal_a_plain_forward_pass(tiny_model_dir):
     with torch.no_grad():
         expected = model.eval()(pixel_values=processor(images, return_tensors="pt")["pixel_values"]).scores.numpy()
     np.testing.assert_allclose(load_predictor(tiny_model_dir, precision="fp32").predict(images), expected, atol=1e-6)
+
+
+def test_folded_backbone_computes_the_same_features_without_batch_norm(trained_sample_model):
+    model, processor = load_model(trained_sample_model)
+    model.eval()
+    folded = fold_batch_norm(model.backbone)
+    pixel_values = processor([photo(seed, (80, 80)) for seed in range(4)], return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        expected = model.backbone(pixel_values).last_hidden_state
+        actual = folded(pixel_values).last_hidden_state
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
+    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in folded.modules())
+    assert not any(parameter.requires_grad for parameter in folded.parameters())
+    assert any(isinstance(module, torch.nn.BatchNorm2d) for module in model.backbone.modules())  # original untouched
+    assert all(parameter.requires_grad for parameter in model.parameters())
 
 
 def test_bf16_agrees_with_fp32_within_a_hundredth(trained_sample_model):
@@ -86,8 +102,8 @@ def test_predictor_puts_model_in_eval_mode(tiny_model_dir):
 
 def test_reduced_precision_scores_from_a_copy_and_keeps_the_fp32_model(tiny_model_dir):
     predictor = load_predictor(tiny_model_dir, precision="bf16")
-    assert {parameter.dtype for parameter in predictor.model.parameters()} == {torch.float32}  # Grad-CAM's model
-    assert {parameter.dtype for parameter in predictor.backbone.parameters()} == {torch.bfloat16}
+    assert {parameter.dtype for parameter in predictor.model.parameters()} == {torch.float32}  # the user's model
+    assert {parameter.dtype for parameter in predictor.scoring_backbone.parameters()} == {torch.bfloat16}
     scores, embeddings = predictor.forward(predictor.preprocess([photo(0), photo(1)]))
     assert scores.dtype == embeddings.dtype == torch.float32 and embeddings.shape == (2, 16)
 

@@ -16,15 +16,7 @@ import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
-from space_server import (  # noqa: F401 - fixtures
-    APP,
-    EXAMPLES,
-    space,
-    space_client,
-    space_index,
-    space_model,
-    write_zip,
-)
+from space_server import APP, EXAMPLES, write_zip
 
 from memorability.images import load_image
 from memorability.inference import load_predictor

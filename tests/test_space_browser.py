@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from space_server import EXAMPLES, PROJECT, space, space_index, space_model  # noqa: F401 - fixtures
+from space_server import EXAMPLES, PROJECT
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
 

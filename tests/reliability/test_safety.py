@@ -16,16 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from gradio_client import handle_file
-from space_server import (  # noqa: F401 - fixtures
-    EXAMPLES,
-    PROJECT,
-    file_data,
-    running_space,
-    space_index,
-    space_model,
-    stop_space,
-    write_zip,
-)
+from space_server import EXAMPLES, PROJECT, file_data, running_space, stop_space, write_zip
 
 from memorability.inference import ModelLoadError, load_predictor
 

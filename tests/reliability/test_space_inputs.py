@@ -5,7 +5,7 @@ import pytest
 from corpus import CASES, Case
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
-from space_server import EXAMPLES, space, space_index, space_model  # noqa: F401 - fixtures
+from space_server import EXAMPLES
 
 from memorability.inference import load_predictor
 

@@ -9,15 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from gradio_client import handle_file
-from space_server import (  # noqa: F401 - fixtures
-    EXAMPLES,
-    latency_summary,
-    running_space,
-    send_load,
-    space,
-    space_index,
-    space_model,
-)
+from space_server import EXAMPLES, latency_summary, running_space, send_load
 
 pytestmark = pytest.mark.load
 
