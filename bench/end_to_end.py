@@ -9,7 +9,6 @@ loaded, images listed), "command img/s" divides by the whole command's wall time
     python bench/end_to_end.py [--images 1024] [--workers 0 1 2] [--processes 1 2] [--repeats 1] [--quiet-wait 120]
 """
 
-import argparse
 import re
 import sys
 import tempfile
@@ -19,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageEnhance
 from skimage import data as photographs
 
-from machine import WorkerFailed, add_quiet_wait, save_result, timed_predict
+from machine import WorkerFailed, predict_parser, save_result, timed_predict
 
 from memorability.presets import save_untrained_model
 
@@ -56,14 +55,9 @@ def time_predict(photos: Path, model: Path, out: Path, processes: int, workers: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=1024)
+    parser = predict_parser(__doc__, 1024, [1, 2], "process counts (2: accelerate launch, 1 thread each)")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="--num-workers values to try")
-    parser.add_argument(
-        "--processes", type=int, nargs="+", default=[1, 2], help="process counts (2: accelerate launch, 1 thread each)"
-    )
     parser.add_argument("--repeats", type=int, default=1, help="runs per setting; the fastest is reported")
-    add_quiet_wait(parser)
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as folder:

@@ -1,5 +1,6 @@
 """What every benchmark records beside its numbers: the machine, its load, and where the JSON goes."""
 
+import argparse
 import json
 import os
 import platform
@@ -85,6 +86,15 @@ def add_quiet_wait(parser) -> None:
     parser.add_argument(
         "--quiet-wait", type=float, default=120, help="seconds to wait for other processes to go quiet before each run"
     )
+
+
+def predict_parser(description: str, images: int, processes: list[int], processes_help: str):
+    """The command line of a benchmark that times `memorability predict` runs: --images, --processes, --quiet-wait."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=images, help="images to score")
+    parser.add_argument("--processes", type=int, nargs="+", default=processes, help=processes_help)
+    add_quiet_wait(parser)
+    return parser
 
 
 def save_result(name: str, result: dict) -> Path:

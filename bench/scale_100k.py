@@ -8,7 +8,6 @@ One process is measured too, for reference; each run's CSV is checked (row count
     python bench/scale_100k.py [--images 100000] [--processes 2 1] [--num-workers 1] [--quiet-wait 120]
 """
 
-import argparse
 import csv
 import os
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from machine import WorkerFailed, add_quiet_wait, save_result, timed_predict
+from machine import WorkerFailed, predict_parser, save_result, timed_predict
 
 from memorability.presets import save_untrained_model
 
@@ -54,11 +53,8 @@ def check_csv(out: Path, expected: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=100_000)
-    parser.add_argument("--processes", type=int, nargs="+", default=[2, 1], help="process counts to run")
+    parser = predict_parser(__doc__, 100_000, [2, 1], "process counts to run")
     parser.add_argument("--num-workers", type=int, default=1, help="decoding workers per process (the CLI default: 1)")
-    add_quiet_wait(parser)
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as folder:
