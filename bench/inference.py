@@ -1,7 +1,8 @@
 """Inference speed on this CPU: our ResNet50 (224 px) in fp32, in bf16 + channels_last (the predictor's default on
 a CPU with native bf16: a bf16 copy of the backbone with batch norm folded), the same compiled, and two earlier
 defaults (bf16 without folding, bf16 under autocast), with and without the allocator setting, against ResMem
-(`pip install resmem`: ResNet152 + an AlexNet-like branch, 227 px) in the same run.
+(`pip install resmem`: ResNet152 + an AlexNet-like branch, 227 px) and a bare torchvision ResNet50 (bf16 +
+channels_last, classifier head: what this CPU does for the network alone) in the same run.
 
 Each configuration runs in a fresh process, because the glibc allocator reads its environment variables
 (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_) at start. Allocator settings:
@@ -43,6 +44,7 @@ CONFIGURATIONS = [
     ("ours", "bf16", "mallopt"),
     ("ours", "bf16", "env"),
     ("ours", "bf16+compile", "mallopt"),
+    ("torchvision", "bf16", "mallopt"),
     ("resmem", "fp32", "default"),
     ("resmem", "fp32", "env"),
 ]
@@ -57,6 +59,16 @@ LABELS = {
 
 def build_forward(model: str, precision: str):
     """A function running one forward pass of `model` on a ready batch, and the input size it takes."""
+    if model == "torchvision":  # the bare network, as the issue's reference figures measured it: this CPU's ceiling
+        import torchvision
+
+        network = torchvision.models.resnet50().eval().to(torch.bfloat16, memory_format=torch.channels_last)
+
+        @torch.inference_mode()
+        def bare(pixels: torch.Tensor) -> torch.Tensor:
+            return network(pixels.to(torch.bfloat16, memory_format=torch.channels_last)).float()
+
+        return bare, 224
     if model == "resmem":
         from resmem import ResMem
 
@@ -174,6 +186,9 @@ def summarise(rows: list[dict]) -> dict:
         for name, resmem in (("same_allocator", resmem_tuned), ("resmem_defaults", resmem_default)):
             if ours and resmem:
                 summary[f"ratio_{batch.split('_')[0]}_{name}"] = ours[batch] / resmem[batch]
+    bare = find(rows, "torchvision", "bf16", "mallopt")
+    if ours and bare:
+        summary["ours_vs_bare_resnet50_batch32"] = ours["batch32_images_per_s"] / bare["batch32_images_per_s"]
     if ours:
         summary["goal_batch32"] = ours["batch32_images_per_s"] >= GOALS["batch32_images_per_s"]
         summary["goal_batch1"] = ours["batch1_ms"] <= GOALS["batch1_ms"]
@@ -185,11 +200,11 @@ def summarise(rows: list[dict]) -> dict:
 def print_table(rows: list[dict], summary: dict) -> None:
     print(f"Inference, model forward only, {os.cpu_count()} CPU cores")
     print(
-        f"{'model':8} {'precision':27} {'allocator':9} {'b1 ms':>8} {'b1 img/s':>9} {'b32 img/s':>10} "
+        f"{'model':11} {'precision':27} {'allocator':9} {'b1 ms':>8} {'b1 img/s':>9} {'b32 img/s':>10} "
         f"{'faults/b32':>10} {'others':>7}"
     )
     for row in rows:
-        head = f"{row['model']:8} {LABELS[row['precision']]:27} {row['allocator']:9}"
+        head = f"{row['model']:11} {LABELS[row['precision']]:27} {row['allocator']:9}"
         if "error" in row:
             print(f"{head} failed: {row['error'].splitlines()[-1]}")
         else:
@@ -207,6 +222,9 @@ def print_table(rows: list[dict], summary: dict) -> None:
     for key, value in summary.items():
         if key.startswith("ratio_"):
             print(f"  {key[6:]:32} {value:6.1f}×")
+    if "ours_vs_bare_resnet50_batch32" in summary:
+        ratio = summary["ours_vs_bare_resnet50_batch32"]
+        print(f"Ours ÷ a bare torchvision ResNet50 (bf16 + CL), batch 32: {ratio:.2f}×")
     for key in ("goal_batch32", "goal_batch1", "goal_ratio"):
         if key in summary:
             print(f"  {key:32} {'met' if summary[key] else 'NOT met'}")
