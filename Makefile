@@ -31,8 +31,9 @@ demo: demo-model
 test: install browser
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
 
+# Bench-only peers, measured side by side with ours: ResMem (bench/inference.py) and faiss (bench/neighbours.py).
 bench: install
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps resmem==1.1.6
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps resmem==1.1.6 faiss-cpu==1.15.1
 	$(PY) bench/run_all.py
 
 dist: install
