@@ -1,10 +1,13 @@
-"""Space under load: --clients visitors at once, each sending --requests /score requests one after another.
+"""Space under load: --clients visitors at once, each sending --requests /score requests one after another; then
+--burst /ablations requests at the same moment, more than the queue admits.
 
 space/app.py runs in its own process on 127.0.0.1 with its default queue (2 requests computed at once, 64 waiting),
 on a ResNet50 with random weights and a generated index, or on the --model and --index folders given. Every request
 goes through gradio_client (result images not downloaded); one not answered within --timeout counts as failed.
 Reported: errors, latency median / p90 / max, throughput, and the app's RSS before (after one warm-up request per
-client) and after. tests/reliability/test_space_load.py runs a short version of this in `make test`.
+client) and after; for the burst, how many were answered and refused (every refusal must be Gradio's "Queue is
+full"), and whether the app answers normally afterwards. tests/reliability/test_space_load.py runs short versions
+of both in `make test`.
 
     python bench/space_load.py                      # 8 × 100; table on stdout, JSON in bench/results/space_load.json
     python bench/space_load.py --clients 8 --requests 10
@@ -20,6 +23,9 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT / "tests"))
 
 import space_server  # noqa: E402
+from gradio_client import handle_file  # noqa: E402
+
+from memorability.ablations import ABLATIONS  # noqa: E402
 
 RSS_GROWTH_LIMIT = 0.10
 
@@ -28,6 +34,7 @@ def parse_args():
     parser = space_server.bench_parser(__doc__, requests=100, requests_help="per client")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds a request may take")
+    parser.add_argument("--burst", type=int, default=100, help="requests sent at once (the app admits 2 + 64)")
     return parser.parse_args()
 
 
@@ -42,6 +49,11 @@ def main() -> int:
         seconds = time.perf_counter() - started
         rss_after = server.rss_bytes()
         serving = server.serving()
+        outcomes = space_server.burst(server, args.burst, photo)
+        refusals = [message for message in outcomes if message is not None]
+        clean = all("Queue is full" in message for message in refusals)
+        after_burst = server.serving() and len(server.client(download=False).predict(
+            handle_file(photo), api_name="/ablations")[0]) == len(ABLATIONS)  # fmt: skip
     growth = rss_after / rss_before - 1
     latency = space_server.latency_summary(result.latencies_s) if result.latencies_s else {}
     print(f"{args.clients} clients × {args.requests} requests in {seconds:.0f} s "
@@ -51,6 +63,9 @@ def main() -> int:
     print(f"serving afterwards: {serving}; load average {load_at_start:.2f} at the start")
     for error in result.errors[:5]:
         print("error:", error)
+    which = "all" if clean else "NOT all"
+    print(f"burst of {args.burst}: {args.burst - len(refusals)} answered, {len(refusals)} refused ({which} with "
+          f"\"Queue is full\"); serving normally afterwards: {after_burst}")  # fmt: skip
     summary = {
         "settings": space_server.settings_of(args),
         "load_average_1min_at_start": load_at_start,
@@ -63,9 +78,16 @@ def main() -> int:
         "rss_mib_after": rss_after / 2**20,
         "rss_growth": growth,
         "serving_afterwards": serving,
+        "burst": {
+            "requests": args.burst,
+            "refused": len(refusals),
+            "all_refusals_queue_full": clean,
+            "first_refusals": refusals[:3],
+            "serving_afterwards": after_burst,
+        },
     }
     print(f"wrote {save_result('space_load', summary).relative_to(PROJECT)}")
-    ok = not result.errors and growth < RSS_GROWTH_LIMIT and serving
+    ok = not result.errors and growth < RSS_GROWTH_LIMIT and serving and refusals and clean and after_burst
     return 0 if ok else 1
 
 

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -176,6 +177,24 @@ def send_load(server: SpaceServer, clients: int, requests_each: int, photo: Path
     with ThreadPoolExecutor(clients) as pool:
         outcomes = list(pool.map(user, users))
     return LoadResult([t for times, _ in outcomes for t in times], [e for _, errors in outcomes for e in errors])
+
+
+def burst(server: SpaceServer, count: int, photo: Path) -> list[str | None]:
+    """`count` /ablations requests (seven forward passes each) sent at the same moment, each from its own client:
+    None for each answered one, the error message for each failed one."""
+    clients = [server.client(download=False) for _ in range(count)]
+    start = threading.Barrier(count)
+
+    def send(client) -> str | None:
+        start.wait()
+        try:
+            client.predict(handle_file(photo), api_name="/ablations")
+        except Exception as error:  # noqa: BLE001 - the caller looks at every failure's message
+            return str(error)
+        return None
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(send, clients))
 
 
 def latency_summary(latencies_s: list[float]) -> dict[str, float]:

@@ -1,15 +1,13 @@
 """The Space under load, bounded: within its capacity every request is answered in time and memory stays flat;
 beyond its queue the excess is refused with Gradio's queue-full message, and the app serves on.
 
-The short variants run in `make test`; bench/space_load.py runs the full 8 × 100.
+The short variants run in `make test`; bench/space_load.py runs the full ones: 8 × 100, and a burst of 100 at the
+app's default queue.
 """
-
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from gradio_client import handle_file
-from space_server import EXAMPLES, latency_summary, running_space, send_load
+from space_server import EXAMPLES, burst, latency_summary, running_space, send_load
 
 pytestmark = pytest.mark.load
 
@@ -40,26 +38,8 @@ def small_queue_space(space_model, space_index, tmp_path_factory):
         yield server
 
 
-def burst(server, count: int) -> list[str | None]:
-    """`count` /ablations requests (about a second each) sent at the same moment: None for each answered one, the
-    error message for each failed one."""
-    clients = [server.client(download=False) for _ in range(count)]
-    start = threading.Barrier(count)
-
-    def send(client) -> str | None:
-        start.wait()
-        try:
-            client.predict(handle_file(PHOTO), api_name="/ablations")
-        except Exception as error:  # noqa: BLE001 - the test looks at every failure's message
-            return str(error)
-        return None
-
-    with ThreadPoolExecutor(count) as pool:
-        return list(pool.map(send, clients))
-
-
 def test_beyond_the_queue_the_excess_is_refused_cleanly(small_queue_space):
-    outcomes = burst(small_queue_space, BURST)
+    outcomes = burst(small_queue_space, BURST, PHOTO)
     refused = [message for message in outcomes if message is not None]
     assert refused and len(refused) <= BURST - (CONCURRENCY + QUEUE_SIZE)  # the queue still takes what it holds
     assert all("Queue is full" in message for message in refused), refused
