@@ -128,6 +128,16 @@ def gallery(neighbours) -> list[tuple[Image.Image, str]]:
     return [(item.thumbnail, caption(item)) for item in neighbours]
 
 
+def standing(percentile: float, reference_images: int) -> str:
+    """Where a score stands among the model's predictions on the index, in words ("higher than 100%" reads oddly)."""
+    among = f"the model's predictions on {reference_images:,} reference images"
+    if percentile >= 99.5:
+        return f"Higher than all of {among}"
+    if percentile < 0.5:
+        return f"Lower than all of {among}"
+    return f"Higher than {percentile:.0f}% of {among}"
+
+
 def score_photo(image: str | Image.Image | None, method: str = DEFAULT_CAM_METHOD, opacity: float = 0.5):
     """Score (0–100), percentile, heat-map overlay, and similar / more memorable / more forgettable galleries."""
     picture = picture_of(image)
@@ -138,9 +148,8 @@ def score_photo(image: str | Image.Image | None, method: str = DEFAULT_CAM_METHO
     if INDEX is None:
         return score, f"## Memorability {score:.1f} / 100", display(analysis.overlay(opacity)), [], [], []
     percentile = INDEX.percentile(analysis.score)
-    summary = (
-        f"## Memorability {score:.1f} / 100\nHigher than {percentile:.0f}% of the model's predictions on "
-        f"{len(INDEX.image_ids):,} reference images" + (" (demo model: meaningless for real photos)." if DEMO else ".")
+    summary = f"## Memorability {score:.1f} / 100\n{standing(percentile, len(INDEX.image_ids))}" + (
+        " (demo model: meaningless for real photos)." if DEMO else "."
     )
     query = analysis.embedding
     return (

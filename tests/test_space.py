@@ -128,6 +128,12 @@ def test_score_photo_takes_a_picture(app, predictor):
     assert isinstance(overlay, Image.Image) and len(similar) == len(memorable) == len(forgettable) == 6
 
 
+def test_standing_reads_as_words_at_the_extremes(app):
+    assert app.standing(100.0, 600) == "Higher than all of the model's predictions on 600 reference images"
+    assert app.standing(0.2, 1200).startswith("Lower than all of") and "1,200 reference images" in app.standing(0, 1200)
+    assert app.standing(42.4, 600).startswith("Higher than 42% of")
+
+
 def test_score_photo_without_a_photo_asks_for_one(app):
     with pytest.raises(gr.Error, match="Upload a photo first"):
         app.score_photo(None)
