@@ -63,8 +63,8 @@ class MemorabilityPredictor:
 
     Scores come from the predictor's own copy of the backbone (`scoring_backbone`): batch norm folded into the
     convolution before it, in the compute dtype, channels_last on the CPU in bf16/fp16. Folding saves one pass over
-    every feature map (about 6% at batch 32 and at batch 1 on our 2-core CPU, bench/inference.py); a copy in the
-    compute dtype beats autocast, which casts every weight again at every call (batch 1 was 7-20% slower that way).
+    every feature map (about 4% at batch 32 on our 2-core CPU, within noise at batch 1: bench/inference.py); a copy
+    in the compute dtype beats autocast, which casts every weight again at every call (batch 1 was 7-20% slower).
     The head stays in fp32, and `model` stays the user's fp32 model, untouched. `compile=True` compiles the scoring
     backbone with weight freezing: about 10% faster per batch of 32 on our 2-core CPU, but the first batch of each
     new shape compiles for 20-30 s there, so it pays off only on long runs.
