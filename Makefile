@@ -8,10 +8,13 @@ export GRADIO_ANALYTICS_ENABLED := False
 
 .PHONY: install browser demo demo-model test bench dist clean
 
-$(STAMP): requirements.txt pyproject.toml
+# Installed without their dependencies, pinned: grad-cam (the Grad-CAM reference) asks for opencv-python, which would
+# clash with the headless wheel; facenet-pytorch (MTCNN, the face detector) pins torch<2.3, numpy<2 and Pillow<10.3
+# in its metadata, yet runs unchanged on the versions in requirements.txt (tests/test_faces.py).
+$(STAMP): requirements.txt pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps grad-cam==1.5.7
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps grad-cam==1.5.7 facenet-pytorch==2.6.0
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
@@ -31,7 +34,8 @@ demo: demo-model
 test: install browser
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
 
-# Bench-only peers, measured side by side with ours: ResMem (bench/inference.py) and faiss (bench/neighbours.py).
+# Bench-only peers, measured side by side with ours: ResMem (bench/inference.py) and faiss (bench/neighbours.py);
+# bench/faces.py needs nothing more (OpenCV's Haar cascade comes with opencv-python-headless 4.x).
 bench: install
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps resmem==1.1.6 faiss-cpu==1.15.1
 	$(PY) bench/run_all.py

@@ -24,6 +24,7 @@ BENCHMARKS = (
     "train_throughput",
     "learnability",
     "gradcam",
+    "faces",
     "neighbours",
     "space_latency",
     "space_load",

@@ -1,8 +1,8 @@
 """Ablations: deterministic PIL → PIL transforms that each take one human-interpretable feature out of a photo.
 
 Scoring a photo before and after an ablation says how much the model relies on that feature (sharp detail, colour,
-the periphery, faces, the most salient object). Every transform converts its input to RGB, returns RGB of the same
-size, and uses no randomness, so the same image always gives the same bytes and a study can be rerun exactly.
+the periphery, faces, the region that stands out most). Every transform converts its input to RGB, returns RGB of the
+same size, and uses no randomness, so the same image always gives the same bytes and a study can be rerun exactly.
 
 Sizes are fractions of the image (or of a face box) rather than pixels, so an ablation means the same thing on a
 thumbnail and on a 12-megapixel photo. Use one transform with `apply_ablation(name, image, **params)`, a dataset
@@ -12,7 +12,6 @@ record what was run with `ABLATIONS[name].describe(**params)`.
 
 import inspect
 import math
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -23,20 +22,8 @@ import numpy as np
 from PIL import Image, ImageFilter
 from scipy import ndimage
 
-Box = tuple[int, int, int, int]
+from .faces import FACE_DETECTOR, Box, detect_faces
 
-# OpenCV's stock frontal-face Haar cascade, shipped inside every opencv-python wheel (the headless one included).
-FACE_CASCADE_PATH = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
-# Detector settings, checked on scikit-image's astronaut (face found at 128, 256 and 512 px; none on coffee or
-# chelsea): 1.1 is OpenCV's usual pyramid step; 5 neighbours rejects most texture false positives; faces smaller
-# than 5% of the short side (never under the cascade's 24 px window) are too small to matter to a viewer.
-FACE_SCALE_FACTOR = 1.1
-FACE_MIN_NEIGHBORS = 5
-FACE_MIN_SIZE_FRACTION = 0.05
-FACE_WINDOW = 24
-# Detection runs on a copy whose long side is at most this: the size the settings were checked at, and a camera-size
-# photo then costs what a small one does. It misses faces under 24 px there (6% of a 4:3 photo's short side).
-FACE_DETECTION_MAX_SIDE = 512
 # Re-detect and fill again up to this many times, so a face that survives one fill (or a second face the first
 # detection missed) is still removed.
 FACE_REMOVAL_PASSES = 3
@@ -55,29 +42,12 @@ SALIENT_THRESHOLD = 3.0
 SALIENT_DILATE = 0.02
 MASK_MAX_SIDE = 256  # the salient region is found on a map at most this many pixels wide or high
 
-_face_cascade: cv2.CascadeClassifier | None = None
-
 
 class UnknownAblationError(KeyError, ValueError):
     """A name that is not in `ABLATIONS`: a KeyError for lookups, a ValueError for argument checks (CLI, config)."""
 
     def __str__(self) -> str:  # KeyError would quote the message as if it were the missing key
         return str(self.args[0])
-
-
-def _face_detector() -> cv2.CascadeClassifier:
-    """Load the Haar cascade once: parsing the XML costs more than detecting on a small image."""
-    global _face_cascade
-    if _face_cascade is None:
-        if not os.path.isfile(FACE_CASCADE_PATH):
-            raise FileNotFoundError(
-                f"OpenCV's face cascade is missing at {FACE_CASCADE_PATH}; reinstall opencv-python-headless."
-            )
-        cascade = cv2.CascadeClassifier(FACE_CASCADE_PATH)
-        if cascade.empty():
-            raise RuntimeError(f"OpenCV could not load the face cascade {FACE_CASCADE_PATH}.")
-        _face_cascade = cascade
-    return _face_cascade
 
 
 def _rgb_array(image: Image.Image) -> np.ndarray:
@@ -119,22 +89,6 @@ def _desaturate(image: Image.Image, strength: float = 0.75) -> Image.Image:
     return Image.blend(image, _grayscale(image), float(strength))
 
 
-def detect_faces(image: Image.Image) -> list[Box]:
-    """Frontal faces as (x, y, w, h) boxes in the image's pixels, top to bottom; empty when there is none."""
-    gray = image.convert("L")
-    scale = min(1.0, FACE_DETECTION_MAX_SIDE / max(gray.size))
-    if scale < 1.0:
-        size = (max(1, round(gray.width * scale)), max(1, round(gray.height * scale)))
-        gray = gray.resize(size, Image.Resampling.BILINEAR)
-    pixels = cv2.equalizeHist(np.asarray(gray, dtype=np.uint8))
-    min_side = max(FACE_WINDOW, round(FACE_MIN_SIZE_FRACTION * min(pixels.shape)))
-    found = _face_detector().detectMultiScale(
-        pixels, scaleFactor=FACE_SCALE_FACTOR, minNeighbors=FACE_MIN_NEIGHBORS, minSize=(min_side, min_side)
-    )
-    boxes = [tuple(round(int(value) / scale) for value in box) for box in found]
-    return sorted(boxes, key=lambda box: (box[1], box[0]))
-
-
 def _fill_face(pixels: np.ndarray, box: Box, margin: float, sigma: float) -> None:
     """Replace the box (grown by `margin` of its side) with its mean colour, blurred into its surroundings.
 
@@ -167,8 +121,8 @@ def _fill_face(pixels: np.ndarray, box: Box, margin: float, sigma: float) -> Non
 def _faces_removed(image: Image.Image, margin: float = 0.15, sigma: float = 0.25) -> Image.Image:
     """Fill every detected face, re-detecting after each pass, so no face is left for the detector (or a viewer).
 
-    The box grows by `margin` (15%) of its side because Haar boxes stop at the brows and chin; `sigma` (25% of the
-    grown box) is wide enough to blend the fill into hair and background.
+    The box grows by `margin` (15%) of its side because MTCNN's boxes run from the brows to the chin and leave out
+    the forehead and ears; `sigma` (25% of the grown box) is wide enough to blend the fill into hair and background.
     """
     pixels = _rgb_array(image)
     for _ in range(FACE_REMOVAL_PASSES):
@@ -214,10 +168,12 @@ def salient_mask(
     """The most salient region as a boolean H×W mask: the connected part around the saliency maximum.
 
     A pixel is salient above `threshold` × the mean saliency (the paper's object threshold is 3); only the region
-    holding the maximum is kept, so one object goes, not every busy patch. Holes are filled because an object's
-    outline is more salient than its plain inside. The region grows by `dilate` × the short side so that the
-    inpainting starts from clean background rather than from the object's own edge. The region is found at most
-    MASK_MAX_SIDE px wide (the map comes from 64 px anyway) and scaled up, so a large photo costs no more.
+    holding the maximum is kept, so one region goes, not every busy patch. That region is what stands out from its
+    surroundings, not necessarily the photo's subject: on 12 sample photos (tests/face_sets.py) it was the running
+    cheetah and the camera, but also a cat's eye, a spoon, a cap badge, a helmet's highlight. Holes are filled
+    because an object's outline is more salient than its plain inside. The region grows by `dilate` × the short side
+    so that the inpainting starts from clean background rather than from the object's own edge. The region is found
+    at most MASK_MAX_SIDE px wide (the map comes from 64 px anyway) and scaled up, so a large photo costs no more.
     """
     scale = min(1.0, MASK_MAX_SIDE / max(image.size))
     work_size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
@@ -318,14 +274,16 @@ ABLATIONS: dict[str, Ablation] = {
         ),
         _registered(
             "faces_removed",
-            "Haar-cascade faces, boxes grown by `margin`, filled with their blurred mean colour: faces removed.",
+            f"Faces found by {FACE_DETECTOR}, boxes grown by `margin`, filled with their blurred mean colour: "
+            "faces removed.",
             _faces_removed,
             margin=(0.0, 1.0),
             sigma=(0.0, 1.0),
         ),
         _registered(
             "salient_removed",
-            "Most salient region (spectral residual) inpainted from its surroundings: the main object removed.",
+            "The region that stands out most from its surroundings (spectral-residual saliency; not necessarily "
+            "the main object), inpainted from around it.",
             _salient_removed,
             threshold=(0.0, math.inf),
             dilate=(0.0, 0.5),

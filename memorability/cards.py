@@ -148,9 +148,21 @@ def evaluation_table(evaluation: dict) -> dict:
     }
 
 
+def without_local_paths(value: object) -> object:
+    """`value` (a JSON record, or a string) with every absolute path replaced by its last part: what a card or a
+    pushed results file says about where things were on the machine that made them, and no more."""
+    if isinstance(value, dict):
+        return {key: without_local_paths(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_local_paths(item) for item in value]
+    if isinstance(value, str) and os.path.isabs(value):
+        return Path(value).name or value
+    return value
+
+
 def describe_training_data(data: str | None) -> dict:
     """The training data's name, and whether it is LaMem: None unless it is on this machine to look at."""
-    unknown = {"name": f"`{data}`" if data else "unknown data", "is_lamem": None}
+    unknown = {"name": f"`{without_local_paths(data)}`" if data else "unknown data", "is_lamem": None}
     if not data or not Path(data).exists():
         return unknown
     try:
@@ -198,7 +210,7 @@ def architecture_rows(facts: ModelFacts) -> list[tuple[str, str]]:
 
 def training_rows(training: dict, data_name: str) -> list[tuple[str, str]]:
     """The run as train_results.json records it; the best validation ρ names the data it was measured on."""
-    arguments = dict(training.get("arguments", {}))
+    arguments = dict(without_local_paths(training.get("arguments", {})))
     arguments["backbone_weights"] = base_model(training) or arguments.get("backbone_weights")  # the Hub id if known
     split = training.get("split")
     rows = [("Data", f"{data_name}, split index {split}: its train split to learn, its validation split to pick the "

@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+from pathlib import Path
 
 from .errors import MemorabilityError
 from .modeling_memorability import BackboneWeightsError
@@ -11,8 +12,9 @@ PREDICT_DESCRIPTION = """Score images into a CSV (path, score, error), in input 
 
 Several processes share the work (one CPU core or GPU each) when launched with Accelerate:
   accelerate launch --multi_gpu --num_processes 2 -m memorability.cli predict photos/ --out scores.csv
-Parts are written to OUT.parts/ as they finish; rerun the same command after a kill to resume.
-An unreadable image becomes a row with an error, and the exit status is then 1."""
+Parts are written to OUT.parts/ as they finish; rerun the same command after a kill to resume: a part is
+reused only if the model, the precision and its images (name, size, modification time) are unchanged.
+An unreadable image becomes a row with an error, and the exit status is then 1 (2 for a mistake in the command)."""
 
 
 def count(minimum: int):
@@ -34,9 +36,9 @@ def command_predict(args: argparse.Namespace) -> int:
     from .distributed import make_accelerator
     from .inference import load_predictor
     from .scoring_inputs import collect_inputs
-    from .sharding import score_to_csv
+    from .sharding import parts_folder, score_to_csv
 
-    inputs = collect_inputs(args.inputs)
+    inputs = collect_inputs(args.inputs, exclude=parts_folder(Path(args.out)))
     accelerator = make_accelerator()
     device = args.device or accelerator.device
     predictor = load_predictor(args.model, device, args.precision, args.batch_size, compile=args.compile)

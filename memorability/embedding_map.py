@@ -41,14 +41,16 @@ def project(index: NeighbourIndex) -> dict[str, np.ndarray]:
 
 
 def plot_embedding_map(index: NeighbourIndex, path: str | os.PathLike) -> Path:
-    """A PNG of the map: one dot per image, colour bar labelled with which score, title naming the data."""
-    import matplotlib
+    """A PNG of the map: one dot per image, colour bar labelled with which score, title naming the data.
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    Drawn on a `Figure` of its own, never through pyplot: pyplot's current figure is one for the whole process
+    (not safe for two threads), and `matplotlib.use("Agg")` would close every figure of a notebook's session.
+    """
+    from matplotlib.figure import Figure
 
     columns = project(index)
-    figure, axis = plt.subplots(figsize=(7.5, 6.5), dpi=120)
+    figure = Figure(figsize=(7.5, 6.5), dpi=120)
+    axis = figure.subplots()
     size = float(np.clip(4000 / max(len(index), 1), 2, 40))
     points = axis.scatter(columns["x"], columns["y"], c=columns["score"], cmap="viridis", s=size, linewidths=0)
     score_name = index.reference_score_name()
@@ -62,7 +64,6 @@ def plot_embedding_map(index: NeighbourIndex, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
-    plt.close(figure)
     return path
 
 

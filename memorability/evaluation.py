@@ -14,27 +14,41 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .data import SPLIT_INDICES, detect_source, load_lamem
+from .data import (
+    SPLIT_INDICES,
+    detect_source,
+    load_lamem,
+    split_file,
+    table_files,
+    table_provenance,
+    table_split_sizes,
+)
 from .distributed import make_accelerator
 from .inference import load_model
 from .metrics import regression_metrics, summarize
 from .transforms import collate_batch, prepare_for_model
 
-LAMEM_SPLIT_SIZES = {"train": 45_000, "val": 3_741, "test": 10_000}
+LAMEM_SPLIT_SIZES = {"train": 45_000, "validation": 3_741, "test": 10_000}  # per split index, for all five
 SAMPLE_DATA_MARKER = "clean_scores.csv"
 RESULTS_FILE = "eval_results.json"
 PRECISION_TO_MIXED = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
 
 def describe_data(source: str | os.PathLike) -> dict[str, object]:
-    """What the data is, for every figure measured on it: a name, its kind, and whether it is real LaMem."""
+    """What the data is, for every figure measured on it: a name, its kind, and whether it is real LaMem.
+
+    A folder is LaMem when its fifteen split files have LaMem's sizes and it is not our generated sample data. A
+    Parquet table (local or on the Hub) is LaMem only when its own files say so (`save_table` records the verdict on
+    the folder `push_dataset` built it from) and its split columns still have LaMem's sizes: any other table, such as
+    generated data saved as one, is named for what is known of it, a Parquet table.
+    """
     kind = detect_source(source)
     path = Path(source)
     if kind == "official" and (path / SAMPLE_DATA_MARKER).is_file():
         return {"name": f"generated sample data ({path.name})", "kind": "sample", "is_lamem": False}
     if kind == "official":
         real_sizes = all(
-            sum(1 for _ in (path / "splits" / f"{role}_{index}.txt").open()) == size
+            sum(1 for _ in split_file(path, role, index).open()) == size
             for role, size in LAMEM_SPLIT_SIZES.items()
             for index in SPLIT_INDICES
         )
@@ -43,7 +57,11 @@ def describe_data(source: str | os.PathLike) -> dict[str, object]:
         return {"name": f"LaMem-format folder ({path.name})", "kind": kind, "is_lamem": False}
     if kind == "csv":
         return {"name": f"scored photos ({path.name})", "kind": kind, "is_lamem": False}
-    return {"name": f"LaMem table ({source})", "kind": kind, "is_lamem": True}
+    files = table_files(source, kind)
+    said_lamem = (table_provenance(files) or {}).get("is_lamem") is True
+    if said_lamem and table_split_sizes(files) == dict.fromkeys(SPLIT_INDICES, LAMEM_SPLIT_SIZES):
+        return {"name": "LaMem", "kind": kind, "is_lamem": True}
+    return {"name": f"Parquet table ({path.name if kind == 'table' else source})", "kind": kind, "is_lamem": False}
 
 
 def predict_loader(model, loader, accelerator: Accelerator, desc: str = "evaluating") -> tuple[np.ndarray, np.ndarray]:

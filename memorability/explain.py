@@ -7,10 +7,8 @@ import torch
 from PIL import Image
 
 from .ablations import ABLATIONS, detect_faces
-from .gradcam import CamResult, grad_cam, model_view, overlay
+from .gradcam import DEFAULT_CAM_METHOD, CamResult, grad_cam, model_view, overlay
 from .inference import MemorabilityPredictor
-
-DEFAULT_CAM_METHOD = "gradcam++"  # never flat on a regression target, unlike plain Grad-CAM (see gradcam.py)
 
 
 @dataclass(frozen=True)

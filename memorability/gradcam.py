@@ -64,6 +64,9 @@ def gradcam_plus_plus_weights(activations: torch.Tensor, gradients: torch.Tensor
 
 
 METHODS: dict[str, WeightFunction] = {"gradcam": gradcam_weights, "gradcam++": gradcam_plus_plus_weights}
+# The default everywhere (API, Space, study): plain Grad-CAM comes out flat for a regression target whose gradients at
+# the last stage are all negative (pytorch-grad-cam issue #573); Grad-CAM++ weighs only the positive ones.
+DEFAULT_CAM_METHOD = "gradcam++"
 
 
 def backbone_layers(model: MemorabilityModel, backbone: nn.Module | None = None) -> dict[str, nn.Module]:
@@ -144,7 +147,7 @@ def weighted_maps(activations: torch.Tensor, weights: torch.Tensor, size: tuple[
 def grad_cam(
     model: MemorabilityModel,
     pixel_values: torch.Tensor,
-    method: str = "gradcam",
+    method: str = DEFAULT_CAM_METHOD,
     layer: str | None = None,
     backbone: nn.Module | None = None,
 ) -> CamResult:
@@ -200,6 +203,7 @@ def overlay(image: Image.Image, cam: np.ndarray, opacity: float = 0.5, colormap:
 
 
 __all__ = [
+    "DEFAULT_CAM_METHOD",
     "METHODS",
     "CamError",
     "CamResult",

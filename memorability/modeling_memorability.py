@@ -119,7 +119,7 @@ class MemorabilityModel(MemorabilityPreTrainedModel):
         leaves a random backbone. The classifier of the source is dropped.
         """
         try:
-            classifier = ResNetForImageClassification.from_pretrained(source)
+            classifier = ResNetForImageClassification.from_pretrained(source, use_safetensors=True)
         except (OSError, ValueError) as error:
             raise BackboneWeightsError(
                 f"Could not load ImageNet backbone weights from '{source}' ({first_line(error)}); pass a local "

@@ -23,7 +23,7 @@ from datasets import Dataset, Features, Image, List, Value, concatenate_datasets
 from PIL import Image as PILImage
 from tqdm.auto import tqdm
 
-from .data import parquet_files, save_table
+from .data import HUB_ID, DataError, download_hub_dataset, parquet_files, save_table
 from .errors import MemorabilityError
 from .images import ImageSource, load_image
 
@@ -44,7 +44,7 @@ SCORE_RULE = "human score where known, else predicted"
 
 
 class NeighbourError(MemorabilityError, ValueError):
-    """An index folder that cannot be read, or a query that does not fit the index; one sentence says which."""
+    """An index (folder or Hub id) that cannot be read, or a query that does not fit it; one sentence says which."""
 
 
 @dataclass(frozen=True)
@@ -227,12 +227,18 @@ class NeighbourIndex:
         return folder
 
     @classmethod
-    def load(cls, folder: str | os.PathLike, predictor=None) -> "NeighbourIndex":
-        """An index saved by `save` (memory-mapped through the `datasets` cache)."""
-        folder = Path(folder)
+    def load(cls, source: str | os.PathLike, predictor=None) -> "NeighbourIndex":
+        """An index saved by `save`, from its folder or from the Hub dataset the folder was pushed to (downloaded
+        once, then cached); memory-mapped through the `datasets` cache."""
+        folder = Path(source)
+        if not folder.exists() and HUB_ID.fullmatch(str(source)):
+            try:
+                folder = download_hub_dataset(str(source))
+            except DataError as error:
+                raise NeighbourError(str(error)) from None
         files = parquet_files(folder / "data") if (folder / "data").is_dir() else []
         if not files or not (folder / INFO_FILE).is_file():
-            raise NeighbourError(f"{folder}: not a neighbour index (expected data/*.parquet and {INFO_FILE}).")
+            raise NeighbourError(f"{source}: not a neighbour index (expected data/*.parquet and {INFO_FILE}).")
         table = load_dataset("parquet", data_files=[str(path) for path in files], split="train")
         return cls(table, json.loads((folder / INFO_FILE).read_text()), predictor)
 

@@ -17,19 +17,20 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, SpaceCard, get_token
-from huggingface_hub.errors import HfHubHTTPError, HTTPError, OfflineModeIsEnabled
+from huggingface_hub.errors import HfHubHTTPError, HTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
 
-from .cards import ModelFacts, render_dataset_card, render_model_card
+from .cards import ModelFacts, render_dataset_card, render_model_card, without_local_paths
 from .configuration_memorability import MemorabilityConfig
 from .data import DataError, lamem_to_table, save_table
 from .demo import DEMO_MARKER, is_demo_model
 from .errors import MemorabilityError
 from .evaluation import RESULTS_FILE as EVAL_RESULTS_FILE
 from .evaluation import describe_data
+from .faces import FaceDetectorMissingError, facenet_sources
 from .image_processing import processor_image_size
 from .inference import load_model
 from .modeling_memorability import MemorabilityModel, first_line
@@ -41,7 +42,9 @@ KEPT_REMOTE_FILES = {".gitattributes"}
 # Local leftovers never uploaded; Gradio writes a type stub (app.pyi) beside an app it imports, and we ship none.
 STAGING_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyi", ".gradio", "flagged", ".DS_Store")
 SPACE_REQUIRED_KEYS = ("title", "sdk", "sdk_version", "app_file")
-LOGIN_HINT = "log in with `hf auth login`, set HF_TOKEN, or pass --token"
+LOGIN_HINT = "log in with `hf auth login` or set HF_TOKEN"
+TOKEN_WARNING = "warning: --token shows in `ps` and in your shell's history; prefer HF_TOKEN or `hf auth login`."
+HUB_ERRORS = (HTTPError, ConnectionError, TimeoutError)  # HfHubHTTPError and OfflineModeIsEnabled among them
 
 
 class PublishError(MemorabilityError):
@@ -57,11 +60,21 @@ class Destination:
     private: bool = False
     revision: str | None = None
     commit_message: str | None = None
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)  # never in a log or a traceback
 
     def __post_init__(self) -> None:
         if not REPO_ID.fullmatch(self.repo_id):
             raise PublishError(f"Repo id '{self.repo_id}' is not of the form ORG/NAME.")
+
+    @property
+    def branch(self) -> str | None:
+        """The branch to create if absent: a revision other than main and the Hub's own refs/ (pull requests)."""
+        revision = self.revision
+        return revision if revision and revision != "main" and not revision.startswith("refs/") else None
+
+    @property
+    def where(self) -> str:
+        return f"{self.repo_type} repo {self.repo_id}"
 
 
 def resolve_token(token: str | None) -> str:
@@ -114,21 +127,18 @@ def staged_files(folder: Path) -> dict[str, Path]:
 
 
 def upload_as_one_commit(api: HfApi, folder: Path, destination: Destination, token: str) -> str:
-    """Create the repo (and branch) if needed, then one commit that makes the repo hold exactly `folder`'s files."""
+    """Create the repo (and branch) if needed, then one commit that makes the repo hold exactly `folder`'s files.
+
+    The commit's parent is the head the remote listing was taken at: if anyone pushes in between, the Hub refuses the
+    commit instead of mixing the two. If the commit fails, a repo or branch this push created is deleted again.
+    """
     kind, repo_id, revision = destination.repo_type, destination.repo_id, destination.revision
     files = staged_files(folder)
+    created: list[str] = []
     try:
-        api.create_repo(
-            repo_id,
-            token=token,
-            repo_type=kind,
-            private=destination.private,
-            exist_ok=True,
-            space_sdk="gradio" if kind == "space" else None,
-        )
-        if revision and revision != "main" and not revision.startswith("refs/"):
-            api.create_branch(repo_id, branch=revision, repo_type=kind, token=token, exist_ok=True)
-        remote = api.list_repo_files(repo_id, repo_type=kind, revision=revision, token=token)
+        prepare_remote(api, destination, token, created)
+        head = api.repo_info(repo_id, repo_type=kind, revision=revision, token=token).sha
+        remote = api.list_repo_files(repo_id, repo_type=kind, revision=head, token=token)
         stale = [path for path in remote if path not in files.keys() | KEPT_REMOTE_FILES]
         operations = [CommitOperationDelete(path_in_repo=path) for path in stale]
         operations += [CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(file)) for path, file in files.items()]
@@ -139,10 +149,52 @@ def upload_as_one_commit(api: HfApi, folder: Path, destination: Destination, tok
             token=token,
             repo_type=kind,
             revision=revision,
+            parent_commit=head,
         )
-    except (HTTPError, ConnectionError, TimeoutError) as error:  # HfHubHTTPError and OfflineModeIsEnabled among them
-        raise PublishError(f"{describe_failure(error, destination)}; no commit was made.") from None
+    except HUB_ERRORS as error:
+        remains = undo_creation(api, destination, token, created)
+        raise PublishError(f"{describe_failure(error, destination)}; no commit was made{remains}.") from None
     return commit.commit_url
+
+
+def prepare_remote(api: HfApi, destination: Destination, token: str, created: list[str]) -> None:
+    """Create the repo and the branch where absent, noting each in `created`; refuse to put a private push (the
+    dataset default, or --private) into an existing public repo, where `create_repo(private=True)` would not apply."""
+    kind, repo_id = destination.repo_type, destination.repo_id
+    try:
+        existing = api.repo_info(repo_id, repo_type=kind, token=token)
+    except RepositoryNotFoundError:
+        space_sdk = "gradio" if kind == "space" else None
+        api.create_repo(repo_id, token=token, repo_type=kind, private=destination.private, space_sdk=space_sdk)
+        created.append("repo")
+    else:
+        if destination.private and not existing.private:
+            raise PublishError(
+                f"The {destination.where} is public, but this push is private (--private, the default for datasets): "
+                "pass --public to publish into it, or pick another --repo-id; nothing was uploaded."
+            )
+    branch = destination.branch
+    if branch and branch not in {ref.name for ref in api.list_repo_refs(repo_id, repo_type=kind, token=token).branches}:
+        api.create_branch(repo_id, branch=branch, repo_type=kind, token=token)
+        created.append("branch")
+
+
+def undo_creation(api: HfApi, destination: Destination, token: str, created: list[str]) -> str:
+    """Delete the repo or branch a failed push created, so that the Hub is left as it was; the end of the error's
+    sentence says so, or says exactly what remains when the deletion fails too."""
+    if not created:
+        return ""
+    kind, repo_id, branch = destination.repo_type, destination.repo_id, destination.branch
+    what = f"the repo {repo_id}" if "repo" in created else f"the branch {branch}"
+    try:
+        if "repo" in created:
+            api.delete_repo(repo_id, repo_type=kind, token=token)
+        else:
+            api.delete_branch(repo_id, branch=branch, repo_type=kind, token=token)
+    except HUB_ERRORS:
+        left = "empty but for .gitattributes" if "repo" in created else "a copy of main"
+        return f", but {what} it created remains ({left}): delete it on the Hub"
+    return f", and {what} it created was deleted"
 
 
 def describe_failure(error: Exception, destination: Destination) -> str:
@@ -151,12 +203,14 @@ def describe_failure(error: Exception, destination: Destination) -> str:
         return "HF_HUB_OFFLINE is set, so the Hub cannot be reached: unset it to upload"
     if not isinstance(error, HfHubHTTPError):
         return f"Could not reach the Hugging Face Hub ({first_line(error)}): check the network and retry"
-    where = f"{destination.repo_type} repo {destination.repo_id}"
+    where = destination.where
     status = error.response.status_code
     if status == 401:
         return f"The Hub rejected the token (401 Unauthorized): {LOGIN_HINT} with a valid token"
     if status == 403:
         return f"The token may not write to the {where} (403 Forbidden): use a token with write access"
+    if status == 412:
+        return f"The {where} changed while this push was running (412 Precondition Failed): push again"
     return f"The Hub refused the upload to the {where} ({first_line(error).rstrip('.')})"
 
 
@@ -192,9 +246,9 @@ def stage_model(
     processor.save_pretrained(out_dir)
     evaluation = read_json(Path(eval_results), "evaluation results") if eval_results else None
     training = read_json(Path(train_results), "training results") if train_results else None
-    for source, name in ((eval_results, "eval_results.json"), (train_results, "train_results.json")):
-        if source:
-            shutil.copy(source, out_dir / name)
+    for record, name in ((evaluation, EVAL_RESULTS_FILE), (training, TRAIN_RESULTS_FILE)):
+        if record is not None:  # this machine's folders are nobody's business: absolute paths become names
+            (out_dir / name).write_text(json.dumps(without_local_paths(record), indent=2) + "\n")
     scatter = Path(eval_results).with_name("scatter.png") if eval_results else None
     if scatter is not None and scatter.is_file():
         shutil.copy(scatter, out_dir / "scatter.png")
@@ -256,13 +310,14 @@ def find_train_results(model_dir: str | os.PathLike) -> Path | None:
 def stage_dataset(
     lamem_root: str | os.PathLike, out_dir: Path, repo_id: str, template: str | os.PathLike, on_missing: str = "error"
 ) -> Path:
-    """LaMem as one row per image in Parquet shards (images embedded once), with its dataset card."""
+    """LaMem as one row per image in Parquet shards (images embedded once, `describe_data`'s verdict on the folder in
+    every file's footer), with its dataset card."""
     try:
         table = lamem_to_table(lamem_root, on_missing=on_missing)
         described = describe_data(lamem_root)
     except DataError as error:
         raise PublishError(str(error)) from None
-    shards = save_table(table, out_dir)
+    shards = save_table(table, out_dir, provenance=described)  # so that the table, wherever it goes, says what it is
     card = render_dataset_card(repo_id, described, len(table), len(shards), template)
     card.save(out_dir / "README.md")
     return out_dir
@@ -271,7 +326,8 @@ def stage_dataset(
 def stage_space(
     space_dir: str | os.PathLike, out_dir: Path, pinned_requirements: str | os.PathLike | None = None
 ) -> Path:
-    """The Space folder plus a vendored copy of this package, so `import memorability` works without PyPI.
+    """The Space folder plus vendored copies of this package and of the face detector's, so that `import
+    memorability` works without PyPI.
 
     The Space card is checked first (sdk, sdk_version equal to the pinned gradio, app_file present).
     """
@@ -281,7 +337,20 @@ def stage_space(
     check_space_card(space_dir, pinned_requirements)
     shutil.copytree(space_dir, out_dir, ignore=STAGING_IGNORED, dirs_exist_ok=True)
     vendor_package(out_dir)
+    vendor_face_detector(out_dir)
     return out_dir
+
+
+def vendor_face_detector(space_dir: Path) -> Path:
+    """Copy facenet-pytorch (MTCNN, the face detector) and its MIT licence into `space_dir`: a Space installs its
+    requirements with pip, which cannot install it without its torch<2.3 pin (see `memorability.faces`)."""
+    try:
+        folder, licence = facenet_sources()
+    except FaceDetectorMissingError as error:
+        raise PublishError(str(error)) from None
+    target = Path(shutil.copytree(folder, space_dir / folder.name, ignore=STAGING_IGNORED))
+    shutil.copy2(licence, target / "LICENSE.md")
+    return target
 
 
 def pinned_version(requirements: str | os.PathLike, package: str) -> str | None:
@@ -334,17 +403,24 @@ def add_push_arguments(parser: argparse.ArgumentParser, private_by_default: bool
     marks = {True: " (default)", False: ""}
     visibility.add_argument(
         "--private", dest="private", action="store_true", default=private_by_default,
-        help=f"Create the repo private{marks[private_by_default]}; an existing repo keeps its visibility.",
+        help=f"Create the repo private{marks[private_by_default]}; an existing public repo is refused.",
     )
     visibility.add_argument(
-        "--public", dest="private", action="store_false", help=f"Create the repo public{marks[not private_by_default]}."
+        "--public", dest="private", action="store_false",
+        help=f"Create the repo public{marks[not private_by_default]}; an existing repo keeps its visibility.",
     )
     parser.add_argument("--revision", help="Branch to commit to (created from main if absent; default: main).")
     parser.add_argument("--commit-message", help="The commit's message.")
-    parser.add_argument("--token", help="Hub token with write access (default: HF_TOKEN, else `hf auth login`'s).")
+    parser.add_argument(
+        "--token",
+        help="Hub token with write access. It shows in `ps` and your shell's history: prefer HF_TOKEN or "
+        "`hf auth login` (the default, used when this is not given).",
+    )
 
 
 def destination_from_args(args: argparse.Namespace, repo_type: str) -> Destination:
+    if args.token:
+        print(TOKEN_WARNING, file=sys.stderr)
     return Destination(args.repo_id, repo_type, args.private, args.revision, args.commit_message, args.token)
 
 

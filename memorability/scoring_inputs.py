@@ -54,10 +54,12 @@ class ImageSources(Sequence):
 
 @dataclass
 class ScoringInputs:
-    """Parallel lists in input order: `names[i]` labels the image `sources[i]` opens."""
+    """Parallel lists in input order: `names[i]` labels the image `sources[i]` opens; `listings` are the CSV and
+    Parquet files the images were listed in (an output must never replace them)."""
 
     names: list[str] = field(default_factory=list)
     items: list[str | TableRow] = field(default_factory=list)
+    listings: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -66,24 +68,32 @@ class ScoringInputs:
     def sources(self) -> ImageSources:
         return ImageSources(self.items)
 
+    @property
+    def files(self) -> list[str]:
+        """The file each image is read from: the image file, or the Parquet file that holds its row."""
+        return [item if isinstance(item, str) else item.file for item in self.items]
+
     def add_files(self, paths: Sequence[str | os.PathLike]) -> None:
         self.names.extend(str(path) for path in paths)
         self.items.extend(str(path) for path in paths)
 
 
-def collect_inputs(inputs: Sequence[str]) -> ScoringInputs:
+def collect_inputs(inputs: Sequence[str], exclude: Path | None = None) -> ScoringInputs:
     """Expand files, folders (recursively), CSV files (column `image`) and Parquet tables into images to score.
 
     A file is kept whatever its extension (an unreadable one becomes an error row), except `.csv` and `.parquet`,
     which list images; a folder holding Parquet files is a table (as `memorability.data.save_table` writes it).
+    Folders are searched without `exclude`: the run's own part folder, whose Parquet parts are no input even when
+    the output is written inside an input folder.
     """
     collected = ScoringInputs()
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            add_folder(collected, path)
+            add_folder(collected, path, exclude)
         elif path.suffix.lower() == ".csv" and path.is_file():
             collected.add_files(read_image_csv(path))
+            collected.listings.append(str(path))
         elif path.suffix.lower() == ".parquet" and path.is_file():
             add_table(collected, path)
         elif path.exists():
@@ -95,10 +105,11 @@ def collect_inputs(inputs: Sequence[str]) -> ScoringInputs:
     return collected
 
 
-def add_folder(collected: ScoringInputs, folder: Path) -> None:
+def add_folder(collected: ScoringInputs, folder: Path, exclude: Path | None = None) -> None:
     """An image folder, or a Parquet table's folder: never both, since which one was meant is a guess."""
-    tables = sorted(path for path in folder.rglob("*.parquet") if path.is_file())
-    images = list_image_files(folder)
+    skipped = inside(folder, exclude)
+    tables = sorted(path for path in folder.rglob("*.parquet") if path.is_file() and not is_below(path, skipped))
+    images = [path for path in list_image_files(folder) if not is_below(path, skipped)]
     if tables and images:
         raise MemorabilityError(
             f"{folder} holds both image files and Parquet files; pass the Parquet files or a folder of images only."
@@ -106,6 +117,22 @@ def add_folder(collected: ScoringInputs, folder: Path) -> None:
     for table in tables:
         add_table(collected, table)
     collected.add_files(images)
+
+
+def inside(folder: Path, other: Path | None) -> Path | None:
+    """`other` spelled from `folder` (so that paths found in `folder` compare as text) if it lies strictly inside,
+    else None."""
+    if other is None:
+        return None
+    try:
+        relative = other.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return None
+    return folder / relative if relative.parts else None
+
+
+def is_below(path: Path, folder: Path | None) -> bool:
+    return folder is not None and path.is_relative_to(folder)
 
 
 def read_image_csv(path: Path) -> list[Path]:
@@ -128,4 +155,5 @@ def add_table(collected: ScoringInputs, path: Path) -> None:
     for group in range(parquet.metadata.num_row_groups):
         rows = parquet.metadata.row_group(group).num_rows
         collected.items.extend(TableRow(str(path), group, row) for row in range(rows))
+    collected.listings.append(str(path))
     collected.names.extend(name or f"{path}#{row}" for row, name in enumerate(stored))

@@ -4,18 +4,19 @@ The images are cut into chunks of `chunk_size` in input order; the processes tak
 write each one as a Parquet part (`OUT.parts/part-<chunk>-rank<rank>.parquet`) through a temporary file and a
 rename, so a part on disk is always complete. A rerun of the same command skips the finished parts; then the first
 process merges the parts into the CSV in input order. One process (plain `memorability predict`) takes the same path.
-The part folder keeps a manifest of what it holds (inputs, model, precision, chunk size): parts of another run are
-never mixed in.
+The part folder keeps a manifest of what its parts were computed from: the model's weights and processor (a hash),
+the precision, the chunk size and a hash per chunk of its images' names, sizes and modification times. A rerun
+keeps a part only where all of these match, so a replaced photo or a model saved again into the same folder is
+scored afresh, never mixed in. The first process holds a lock on the folder for the whole run.
 """
 
 import csv
-import hashlib
 import json
 import os
 import re
-import shutil
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -23,14 +24,19 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 
 from .errors import MemorabilityError
+from .fingerprint import chunk_fingerprints, model_fingerprint
 from .inference import MemorabilityPredictor, ScoredFile, consecutive_batches
+from .run_output import LOCK, OutputError, atomic_file, hold_lock, leftover_temporaries, refuse_unsafe_output
 from .scoring_inputs import ScoringInputs
 
 CHUNK_SIZE = 1024
 MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 2  # 1 named the model by its path: parts of a format-1 folder are never reused
+RUN_KEYS = ("format", "model", "precision", "chunk_size")  # any change invalidates every part
 PART_NAME = re.compile(r"part-(?P<chunk>\d{6})-rank(?P<rank>\d+)\.parquet")
 PART_SCHEMA = pa.schema(
     [("index", pa.int64()), ("path", pa.string()), ("score", pa.float64()), ("error", pa.string())]
@@ -71,42 +77,85 @@ def part_path(folder: Path, chunk: int, rank: int) -> Path:
     return folder / f"part-{chunk:06d}-rank{rank}.parquet"
 
 
-def run_fingerprint(inputs: ScoringInputs, predictor: MemorabilityPredictor, chunk_size: int) -> dict:
-    """What the parts depend on: parts written under another fingerprint would give another CSV."""
-    digest = hashlib.sha256("\n".join(inputs.names).encode()).hexdigest()
+def run_manifest(inputs: ScoringInputs, predictor: MemorabilityPredictor, chunk_size: int) -> dict:
+    """What the parts depend on: the run (model, precision, chunk size) and, chunk by chunk, the images."""
     return {
-        "images": len(inputs),
-        "names_sha256": digest,
-        "model": str(predictor.model.name_or_path),
-        "dtype": str(predictor.dtype),
+        "format": MANIFEST_FORMAT,
+        "model": model_fingerprint(predictor),
+        "precision": str(predictor.dtype),
         "chunk_size": chunk_size,
+        "chunks": chunk_fingerprints(inputs.names, inputs.files, chunk_size),
     }
 
 
-def prepare_parts(folder: Path, fingerprint: dict) -> None:
-    """(First process only.) Keep the parts of the same run, drop those of another and half-written files."""
-    manifest = folder / MANIFEST
-    if folder.is_dir() and manifest.is_file() and json.loads(manifest.read_text()) != fingerprint:
-        print(f"{folder} holds parts of another run (other images, model or precision); starting afresh.")
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for leftover in folder.glob(".*.tmp"):
-        leftover.unlink()
-    manifest.write_text(json.dumps(fingerprint, indent=2) + "\n")
+def read_manifest(path: Path) -> tuple[dict | None, str | None]:
+    """The manifest a part folder holds (None if there is none), and why it is unusable if it is damaged."""
+    try:
+        manifest = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError) as error:
+        return None, f"{path} cannot be read ({type(error).__name__})"
+    if not (isinstance(manifest, dict) and isinstance(manifest.get("chunks"), list)):
+        return None, f"{path} is not a manifest this version wrote"
+    return manifest, None
+
+
+def stale_chunks(folder: Path, manifest: dict, parts: set[int]) -> set[int]:
+    """The chunks among `parts` whose part no longer matches `manifest`: all of them after another run, else those
+    whose images changed. Says why on stdout, since the user sees work redone."""
+    if not parts:
+        return set()
+    stored, damage = read_manifest(folder / MANIFEST)
+    if stored is None:
+        why = damage or f"{folder} holds parts but no manifest"
+        print(f"{why}; its parts belong to an unknown run, so scoring starts afresh.")
+        return parts
+    if any(stored.get(key) != manifest[key] for key in RUN_KEYS):
+        print(f"{folder} holds parts of another run (model, precision or chunk size); starting afresh.")
+        return parts
+    old, new = stored["chunks"], manifest["chunks"]
+    stale = {chunk for chunk in parts if chunk >= min(len(old), len(new)) or old[chunk] != new[chunk]}
+    if stale:
+        print(f"{len(stale)} of {len(parts)} parts hold images that changed since they were scored; scoring again.")
+    return stale
+
+
+def prepare_parts(folder: Path, manifest: dict) -> None:
+    """(First process only, holding the lock.) Keep the parts that match `manifest`, delete the others and any
+    temporary file a killed run left, then record `manifest` (atomically: a kill never leaves half of one)."""
+    parts = part_files(folder)
+    stale = stale_chunks(folder, manifest, {chunk for chunk, _ in parts})
+    for path in [path for chunk, path in parts if chunk in stale] + leftover_temporaries(folder):
+        path.unlink()
+    with atomic_file(folder / MANIFEST) as handle:
+        json.dump(manifest, handle)
+
+
+def part_files(folder: Path) -> list[tuple[int, Path]]:
+    """(chunk number, part file) for every complete part on disk (temporary files never match)."""
+    matches = ((PART_NAME.fullmatch(path.name), path) for path in sorted(folder.iterdir()))
+    return [(int(match["chunk"]), path) for match, path in matches if match]
 
 
 def finished_chunks(folder: Path) -> dict[int, Path]:
-    """Chunk number → its part file, for every complete part on disk (temporary files never match)."""
-    found = {}
-    for path in folder.iterdir():
-        match = PART_NAME.fullmatch(path.name)
-        if match:
-            found[int(match["chunk"])] = path
-    return found
+    """Chunk number → its part file."""
+    return dict(part_files(folder))
+
+
+def remove_parts(folder: Path) -> None:
+    """Delete what a run put in its part folder, and the folder if that empties it; anything else stays."""
+    for _, path in part_files(folder):
+        path.unlink()
+    for name in (MANIFEST, LOCK):
+        (folder / name).unlink(missing_ok=True)
+    if not any(folder.iterdir()):
+        with suppress(OSError):  # a second run has just begun in it
+            folder.rmdir()
 
 
 def write_part(path: Path, start: int, rows: list[ScoredFile]) -> None:
-    """A part appears whole or not at all: written to a hidden temporary file, then renamed."""
+    """A part appears whole or not at all (`atomic_file`)."""
     table = pa.table(
         {
             "index": range(start, start + len(rows)),
@@ -116,9 +165,8 @@ def write_part(path: Path, start: int, rows: list[ScoredFile]) -> None:
         },
         schema=PART_SCHEMA,
     )
-    temporary = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, temporary)
-    os.replace(temporary, path)
+    with atomic_file(path, binary=True) as handle:
+        pq.write_table(table, handle)
 
 
 def score_chunks(
@@ -150,17 +198,15 @@ def merged_rows(folder: Path, chunks: int) -> Iterator[dict]:
 
 
 def write_csv(out: Path, rows: Iterator[dict]) -> tuple[int, int]:
-    """The CSV (path, score, error), written through a temporary file; returns (scored, failed)."""
+    """The CSV (path, score, error), written whole or not at all (`atomic_file`); returns (scored, failed)."""
     counts = [0, 0]
-    temporary = out.with_name(f".{out.name}.tmp")
-    with temporary.open("w", newline="") as handle:
+    with atomic_file(out) as handle:
         writer = csv.writer(handle)
         writer.writerow(CSV_COLUMNS)
         for row in rows:
             counts[row["error"] is not None] += 1
             score = "" if row["score"] is None else f"{row['score']:.6f}"
             writer.writerow([row["path"], score, row["error"] or ""])
-    os.replace(temporary, out)
     return counts[0], counts[1]
 
 
@@ -176,31 +222,45 @@ def score_to_csv(
 ) -> ScoringSummary | None:
     """Score `inputs` into the CSV `out` over all of the accelerator's processes, resuming from finished parts.
 
-    Every process calls this; the first returns the summary once the CSV is merged, the others return None.
+    Every process calls this; the first returns the summary once the CSV is merged, the others return None. An
+    output that would replace or delete an input, or one another run is writing, is refused (`OutputError`) in
+    every process at once.
     """
     started = time.perf_counter()
     out = Path(out)
     folder = parts_folder(out)
     chunks = -(-len(inputs) // chunk_size)
-    if accelerator.is_main_process:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        prepare_parts(folder, run_fingerprint(inputs, predictor, chunk_size))
-    accelerator.wait_for_everyone()
-    finished = finished_chunks(folder)
-    accelerator.wait_for_everyone()  # every process has listed the same parts before any writes a new one
-    pending = [chunk for chunk in range(chunks) if chunk not in finished]
-    mine = pending[accelerator.process_index :: accelerator.num_processes]
-    rank = accelerator.process_index
-    label = "scoring" if accelerator.num_processes == 1 else f"scoring (rank {rank})"
-    total = sum(len(chunk_span(chunk, chunk_size, len(inputs))) for chunk in mine)
-    with tqdm(total=total, desc=label, unit="img", disable=not progress, position=rank) as bar:
-        score_chunks(predictor, inputs, mine, chunk_size, folder, rank, num_workers, bar)
-    accelerator.wait_for_everyone()
-    if not accelerator.is_main_process:
-        return None
-    scored, failed = write_csv(out, merged_rows(folder, chunks))
-    if not keep_parts:
-        shutil.rmtree(folder)
+    with ExitStack() as lock:
+        refusal = None
+        if accelerator.is_main_process:
+            try:
+                refuse_unsafe_output(out, folder, inputs.files + inputs.listings)
+                lock.enter_context(hold_lock(folder))
+                prepare_parts(folder, run_manifest(inputs, predictor, chunk_size))
+                for leftover in leftover_temporaries(out.parent, out.name):
+                    leftover.unlink()
+            except MemorabilityError as error:
+                refusal = error
+            except OSError as error:  # unwritable, full or vanished: still one sentence, and no rank left waiting
+                refusal = OutputError(f"{folder}: cannot prepare the output there ({error.strerror or error}).")
+        refusal = broadcast_object_list([refusal])[0]  # the other processes wait here, then stop with the first
+        if refusal is not None:
+            raise refusal
+        finished = finished_chunks(folder)
+        accelerator.wait_for_everyone()  # every process has listed the same parts before any writes a new one
+        pending = [chunk for chunk in range(chunks) if chunk not in finished]
+        mine = pending[accelerator.process_index :: accelerator.num_processes]
+        rank = accelerator.process_index
+        label = "scoring" if accelerator.num_processes == 1 else f"scoring (rank {rank})"
+        total = sum(len(chunk_span(chunk, chunk_size, len(inputs))) for chunk in mine)
+        with tqdm(total=total, desc=label, unit="img", disable=not progress, position=rank) as bar:
+            score_chunks(predictor, inputs, mine, chunk_size, folder, rank, num_workers, bar)
+        accelerator.wait_for_everyone()
+        if not accelerator.is_main_process:
+            return None
+        scored, failed = write_csv(out, merged_rows(folder, chunks))
+        if not keep_parts:
+            remove_parts(folder)
     computed = len(inputs) - sum(len(chunk_span(chunk, chunk_size, len(inputs))) for chunk in finished)
     seconds = time.perf_counter() - started
     return ScoringSummary(out, scored, failed, accelerator.num_processes, len(finished), chunks, computed, seconds)

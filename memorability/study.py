@@ -23,8 +23,8 @@ from .data import SPLIT_NAMES, load_lamem
 from .distributed import make_accelerator
 from .evaluation import describe_data
 from .explain import explain_batch
+from .gradcam import DEFAULT_CAM_METHOD, model_view
 from .gradcam import METHODS as CAM_METHODS
-from .gradcam import model_view
 from .images import list_image_files, load_image
 from .inference import MemorabilityPredictor, load_predictor
 from .study_scoring import (
@@ -70,7 +70,7 @@ class StudyConfig:
     seed: int = 0
     n_resamples: int = BOOTSTRAP_RESAMPLES
     examples: int = 3
-    cam_method: str = "gradcam"
+    cam_method: str = DEFAULT_CAM_METHOD
     overwrite: bool = False
     progress: bool = True
 

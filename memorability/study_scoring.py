@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .ablations import detect_faces, get_ablation
 from .errors import MemorabilityError
+from .fingerprint import model_fingerprint  # re-exported: the study's cache is keyed by the same model hash
 from .images import ImageLoadError, load_image
 from .inference import MemorabilityPredictor
 
@@ -85,15 +86,6 @@ class StudyTable:
     def group_masks(self) -> dict[str, np.ndarray]:
         readable = self.readable
         return {"all": readable, "with_face": readable & (self.faces > 0), "without_face": readable & (self.faces == 0)}
-
-
-def model_fingerprint(predictor: MemorabilityPredictor) -> str:
-    """A hash of the weights and the image processor: cached scores are only reused for the very same model."""
-    digest = hashlib.sha256(predictor.processor.to_json_string().encode())
-    for name, tensor in predictor.model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 class ScoreCache:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.utils import set_seed
+from accelerate.utils import gather_object, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -44,7 +44,7 @@ class TrainerState:
     step: int = 0
     best_spearman: float = -math.inf
     best_epoch: int = -1
-    skipped_images: int = 0
+    skipped_ids: list[str] = field(default_factory=list)  # unreadable training images, each once however many epochs
     history: list[dict] = field(default_factory=list)
 
     def state_dict(self) -> dict:
@@ -142,6 +142,21 @@ def save_model(accelerator: Accelerator, model, processor, folder: Path) -> None
     accelerator.wait_for_everyone()
 
 
+def record_skipped(state: TrainerState, pending: list[str]) -> None:
+    """Add the images every process found unreadable since the last call to the run's set of them (an image
+    unreadable in every epoch is one image), and empty `pending`. All processes must call it together."""
+    state.skipped_ids = sorted(set(state.skipped_ids).union(gather_object(list(pending))))
+    pending.clear()
+
+
+def skipped_note(skipped_ids: list[str], shown: int = 5) -> str:
+    """The end of an epoch's log line: how many images were unreadable, and which."""
+    if not skipped_ids:
+        return ""
+    more = ", ..." if len(skipped_ids) > shown else ""
+    return f"; skipped {len(skipped_ids)} unreadable image(s): {', '.join(skipped_ids[:shown])}{more}"
+
+
 def save_training_state(accelerator: Accelerator, output: Path, step: int, keep: int) -> None:
     """A resumable state (weights, optimizer, scheduler, RNGs, TrainerState); older ones beyond `keep` removed."""
     final = output / STATES_DIR / f"step_{step}"
@@ -212,10 +227,10 @@ def train(args: TrainingArguments) -> dict:
         batches = train_loader
         if epoch == start_epoch and done_in_epoch:
             batches = accelerator.skip_first_batches(train_loader, done_in_epoch * args.gradient_accumulation_steps)
-        epoch_skipped = 0
+        pending_skipped: list[str] = []
         tick = time.perf_counter()
         for batch in batches:
-            epoch_skipped += len(batch["skipped"])
+            pending_skipped += batch["skipped"]
             with accelerator.accumulate(model):
                 if len(batch["labels"]):
                     loss = model(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss
@@ -234,11 +249,12 @@ def train(args: TrainingArguments) -> dict:
                 progress.set_postfix(loss=f"{loss.item():.4f}")
                 accelerator.log({"train/loss": loss.item(), "train/lr_head": scheduler.get_last_lr()[1]}, step=state.step)
                 if state.step % args.save_steps == 0:
+                    record_skipped(state, pending_skipped)
                     save_training_state(accelerator, output, state.step, args.keep_states)
                 if state.step >= total_steps:
                     break
         train_seconds += time.perf_counter() - tick
-        state.skipped_images += int(accelerator.reduce(torch.tensor(epoch_skipped, device=accelerator.device), "sum"))
+        record_skipped(state, pending_skipped)
         metrics = regression_metrics(*predict_loader(model, val_loader, accelerator, desc="validation"))
         record = {"epoch": epoch, "step": state.step, **{f"val_{k}": v for k, v in metrics.items()}}
         state.history.append(record)
@@ -246,7 +262,7 @@ def train(args: TrainingArguments) -> dict:
         if is_main:
             tqdm.write(
                 f"epoch {epoch}: val Spearman {metrics['spearman']:.4f}, Pearson {metrics['pearson']:.4f}, "
-                f"MSE {metrics['mse']:.5f}" + (f"; skipped {state.skipped_images} unreadable image(s)" if state.skipped_images else "")
+                f"MSE {metrics['mse']:.5f}" + skipped_note(state.skipped_ids)
             )
         improved = not math.isnan(metrics["spearman"]) and metrics["spearman"] > state.best_spearman
         if improved or state.best_epoch < 0:
@@ -264,7 +280,7 @@ def train(args: TrainingArguments) -> dict:
         "steps": state.step,
         "best_epoch": state.best_epoch,
         "best_val_spearman": state.best_spearman,
-        "skipped_images": state.skipped_images,
+        "skipped_images": len(state.skipped_ids),
         "train_images_per_second": images_seen / train_seconds if train_seconds else None,
         "history": state.history,
         "arguments": args.to_dict(),

@@ -98,11 +98,16 @@ def full_lamem_folder(tmp_path_factory, lamem_splits_dir) -> Iterator[Path]:
 # --- Models ---------------------------------------------------------------------------------------------------------
 
 TINY_IMAGE_SIZE = 32
+# The untrained model's last layer is drawn with std 0.01 so that training starts at LaMem's mean; its scores then
+# spread by about 0.002 over different pictures, and a comparison at atol 1e-6 would pass most wrong computations.
+# Drawn with std 0.3, they spread over about 0.4-0.6 (not saturated: the sigmoid's slope stays near its maximum).
+TINY_LAST_LAYER_STD = 0.3
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    """An untrained tiny model (2-stage ResNet, 16-d embeddings) saved with a 32-px image processor."""
+    """An untrained tiny model (2-stage ResNet, 16-d embeddings) saved with a 32-px image processor; its scores
+    differ between pictures by tenths (see TINY_LAST_LAYER_STD), so that comparing two computations means something."""
     import torch
 
     from memorability import MemorabilityConfig, MemorabilityModel, make_image_processor
@@ -110,7 +115,9 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny_model")
     backbone = {"layer_type": "basic", "embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1]}
-    MemorabilityModel(MemorabilityConfig(backbone_config=backbone, head_hidden_sizes=[32, 16])).save_pretrained(folder)
+    model = MemorabilityModel(MemorabilityConfig(backbone_config=backbone, head_hidden_sizes=[32, 16]))
+    torch.nn.init.normal_(model.head[-1].weight, std=TINY_LAST_LAYER_STD)
+    model.save_pretrained(folder)
     make_image_processor(TINY_IMAGE_SIZE).save_pretrained(folder)
     return folder
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import httpx2
 from huggingface_hub import CommitInfo, HfApi, ModelCard
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.hf_api import GitRefInfo, GitRefs, ModelInfo
 
 from hub import push_model
 from memorability.publishing import pinned_version
@@ -29,6 +30,8 @@ CARD_SECTIONS = (
     "## How to use it",
     "## Citation",
 )
+
+FIRST_HEAD, SECOND_HEAD = "1" * 40, "2" * 40  # a stand-in repo's head commit, before and after another push
 
 # Run first in every isolated subprocess: `memorability` may only come from ALLOWED (None: from nowhere), so neither
 # the checkout nor the editable install in .venv can stand in for what a push wrote.
@@ -64,37 +67,84 @@ def run_isolated(code: str, cwd: Path, allowed: Path | None = None, **env: str) 
 
 
 class StandInHub(HfApi):
-    """HfApi with its network calls replaced: it records what would have been sent, and can fail a commit."""
+    """HfApi with its network calls replaced: it keeps a repo's state (whether it exists, its visibility, branches,
+    head commit, files), records what would have been sent, checks a commit's parent as the Hub does, and can fail a
+    call. `pushed_meanwhile` makes another push land between the listing and the commit."""
 
-    def __init__(self, remote_files: list[str] | None = None, commit_error: Exception | None = None,
-                 repo_error: Exception | None = None):
+    def __init__(self, remote_files: list[str] | None = None, exists: bool = False, private: bool = False,
+                 commit_error: Exception | None = None, repo_error: Exception | None = None,
+                 delete_error: Exception | None = None, pushed_meanwhile: bool = False):
         super().__init__(token=False)
         self.remote_files = remote_files or [".gitattributes"]
-        self.commit_error, self.repo_error = commit_error, repo_error
+        self.exists, self.private, self.branches, self.head = exists, private, {"main"}, FIRST_HEAD
+        self.commit_error, self.repo_error, self.delete_error = commit_error, repo_error, delete_error
+        self.pushed_meanwhile = pushed_meanwhile
         self.calls: list[tuple[str, dict]] = []
         self.commits: list[dict] = []
 
+    def record(self, name: str, repo_id: str, **kwargs) -> None:
+        self.calls.append((name, {"repo_id": repo_id, **kwargs}))
+
+    def repo_info(self, repo_id, **kwargs):
+        self.record("repo_info", repo_id, **kwargs)
+        revision = kwargs.get("revision")
+        if not self.exists:
+            raise not_found(RepositoryNotFoundError, f"Repository Not Found for url: .../{repo_id}")
+        if revision not in (None, self.head) and revision not in self.branches:
+            raise not_found(RevisionNotFoundError, f"Invalid rev id: {revision}")
+        return ModelInfo(id=repo_id, sha=self.head, private=self.private)
+
     def create_repo(self, repo_id, **kwargs):
-        self.calls.append(("create_repo", {"repo_id": repo_id, **kwargs}))
+        self.record("create_repo", repo_id, **kwargs)
         if self.repo_error:
             raise self.repo_error
+        self.exists, self.private = True, kwargs.get("private", False)
+
+    def delete_repo(self, repo_id, **kwargs):
+        self.record("delete_repo", repo_id, **kwargs)
+        if self.delete_error:
+            raise self.delete_error
+        self.exists = False
+
+    def list_repo_refs(self, repo_id, **kwargs):
+        self.record("list_repo_refs", repo_id, **kwargs)
+        branches = [GitRefInfo(name=name, ref=f"refs/heads/{name}", target_commit=self.head) for name in self.branches]
+        return GitRefs(branches=branches, converts=[], tags=[])
 
     def create_branch(self, repo_id, **kwargs):
-        self.calls.append(("create_branch", {"repo_id": repo_id, **kwargs}))
+        self.record("create_branch", repo_id, **kwargs)
+        self.branches.add(kwargs["branch"])
+
+    def delete_branch(self, repo_id, **kwargs):
+        self.record("delete_branch", repo_id, **kwargs)
+        if self.delete_error:
+            raise self.delete_error
+        self.branches.discard(kwargs["branch"])
 
     def list_repo_files(self, repo_id, **kwargs):
-        self.calls.append(("list_repo_files", {"repo_id": repo_id, **kwargs}))
+        self.record("list_repo_files", repo_id, **kwargs)
+        if self.pushed_meanwhile:
+            self.head = SECOND_HEAD
         return list(self.remote_files)
 
     def create_commit(self, repo_id, operations, **kwargs):
-        self.calls.append(("create_commit", {"repo_id": repo_id, **kwargs}))
+        self.record("create_commit", repo_id, **kwargs)
         operations = list(operations)
+        parent = kwargs.get("parent_commit")
+        if parent is not None and parent != self.head:
+            raise http_error(412, "A commit has happened since. Please refresh and try again.")
         if self.commit_error:
             Path(operations[-1].path_or_fileobj).read_bytes()  # half-way: one file "uploaded", then the failure
             raise self.commit_error
         self.commits.append({"operations": operations, **kwargs})
         url = f"https://huggingface.co/{repo_id}/commit/0123abc"
         return CommitInfo(commit_url=url, commit_message=kwargs["commit_message"], commit_description="", oid="0123abc")
+
+
+def not_found(kind: type[HfHubHTTPError], message: str) -> HfHubHTTPError:
+    """The error huggingface_hub raises for a repo or revision the Hub does not have."""
+    request = httpx2.Request("GET", "https://huggingface.co/api/models/org/name")
+    return kind(message, response=httpx2.Response(404, request=request))
 
 
 def error_line(capsys) -> str:

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,7 @@ APP = PROJECT / "space" / "app.py"
 EXAMPLES = PROJECT / "space" / "examples"
 BENCH_PHOTO = EXAMPLES / "astronaut.jpg"
 START_TIMEOUT_S = 180.0
+APP_CONCURRENCY = 2  # space/app.py's default MEMORABILITY_CONCURRENCY: model jobs computed at once
 
 
 def free_port() -> int:
@@ -88,6 +90,53 @@ class SpaceServer:
 def file_data(path: str, orig_name: str | None = None) -> dict:
     """A file argument of the REST API: a path in the app's upload folder (as `SpaceServer.upload` returned it)."""
     return {"path": path, "orig_name": orig_name, "meta": {"_type": "gradio.FileData"}}
+
+
+@dataclass(frozen=True)
+class QueueTrace:
+    """What one session's event stream showed: the most jobs computing at once, and the jobs that failed."""
+
+    most_running: int
+    completed: int
+    errors: list[str]
+
+
+def mixed_model_requests(server: SpaceServer, photo: Path, rounds: int) -> list[tuple[str, list]]:
+    """`rounds` times one request of each event that runs the model (score, heat map, ablations, a batch of 8), on
+    `photo` uploaded once, for `trace_queue`."""
+    upload = file_data(server.upload(photo.name, photo.read_bytes()))
+    each = [("score", [upload, "gradcam++", 0.5]), ("heatmap", [upload, "gradcam", 0.5]), ("ablations", [upload]),
+            ("batch", [[upload] * 8])]  # fmt: skip
+    return each * rounds
+
+
+def trace_queue(server: SpaceServer, requests: list[tuple[str, list]], timeout_s: float = 120.0) -> QueueTrace:
+    """Send `requests` ((api_name, data) pairs) at once in one session, as a browser page sends its events, and
+    count the jobs computing at once from the session's event stream: one more at each `process_starts`, one fewer
+    at each `process_completed`. A session's messages arrive in the order the server sent them, and the server sends
+    a job's completion before its slot goes to the next job, so the count is exact, not a matter of timing."""
+    config = httpx.get(f"{server.url}config", timeout=30).json()
+    ids = {dependency["api_name"]: dependency["id"] for dependency in config["dependencies"]}
+    session = uuid.uuid4().hex
+    running, most, completed, errors = 0, 0, 0, []
+    with httpx.Client(base_url=server.url, timeout=timeout_s) as http:
+        for api_name, data in requests:
+            body = {"data": data, "fn_index": ids[api_name], "session_hash": session, "event_data": None}
+            http.post("gradio_api/queue/join", json=body).raise_for_status()
+        with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}) as stream:
+            for line in stream.iter_lines():
+                message = json.loads(line.removeprefix("data: ")) if line.startswith("data: ") else {}
+                if message.get("msg") == "process_starts":
+                    running += 1
+                    most = max(most, running)
+                elif message.get("msg") == "process_completed":
+                    running -= 1
+                    completed += 1
+                    if not message["success"]:
+                        errors.append(str(message["output"].get("error")))
+                elif message.get("msg") == "close_stream":
+                    break
+    return QueueTrace(most, completed, errors)
 
 
 def page_status(url: str) -> int | None:

@@ -12,9 +12,9 @@ from hub_support import CARD_SECTIONS, figure_lines, files_under, prose, push_mo
 
 from hub import push_dataset
 from memorability.ablations import ABLATIONS, ablate_examples
-from memorability.data import load_lamem
+from memorability.data import lamem_to_table, load_lamem, parquet_files, save_table, table_provenance
 from memorability.demo import DEMO_MARKER
-from memorability.evaluation import evaluate_model
+from memorability.evaluation import describe_data, evaluate_model
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +48,17 @@ def test_card_with_sample_data_results_never_says_lamem(tiny_model_dir, sample_e
     assert (tmp_path / "upload" / "eval_results.json").is_file() and (tmp_path / "upload" / "scatter.png").is_file()
 
 
+def test_card_with_results_on_generated_data_saved_as_a_table_never_says_lamem(tiny_model_dir, sample_data_dir,
+                                                                              tmp_path):
+    save_table(lamem_to_table(sample_data_dir), tmp_path / "table")
+    evaluate_model(tiny_model_dir, tmp_path / "table", tmp_path / "eval", batch_size=64, num_workers=0)
+    card = push_model_locally(tiny_model_dir, tmp_path / "upload", "--eval-results",
+                              str(tmp_path / "eval" / "eval_results.json"))  # fmt: skip
+    assert "measured on lamem" not in prose(card).lower() and "This model has no LaMem evaluation." in prose(card)
+    assert {result.dataset_name for result in card.data.eval_results} == {"Parquet table (table)"}
+    assert "lamem" not in card.data.tags
+
+
 def test_card_with_lamem_results_and_training_record(tiny_model_dir, sample_eval_results, tmp_path):
     lamem_data = {"name": "LaMem", "kind": "official", "is_lamem": True}
     lamem = json.loads(sample_eval_results.read_text()) | {"data": lamem_data}
@@ -75,6 +86,7 @@ def test_card_without_results_says_there_is_no_lamem_evaluation(tiny_model_dir, 
     card = push_model_locally(tiny_model_dir, tmp_path / "upload")
     assert card.data.eval_results is None and "model-index" not in card.content
     assert "this model has no LaMem evaluation" in prose(card) and not figure_lines(card)
+    assert "trust_remote_code=True, use_safetensors=True" in card.text  # the snippet never unpickles a download
 
 
 def test_results_are_found_beside_the_model_and_name_the_training_data(
@@ -111,6 +123,7 @@ def test_dataset_card_states_terms_splits_and_ablations(lamem_folder, tmp_path):
     assert card.data.configs[0]["data_files"][0]["path"] == "data/train-*.parquet"
     assert "score differs between split indices" in prose(card) and "research use" in prose(card)
     assert "This is not LaMem." in prose(card)  # a generated LaMem-format folder, not the real thing
+    assert table_provenance(parquet_files(out)) == describe_data(lamem_folder)  # and every file says so too
     assert all(f"`{name}`" in prose(card) for name in ABLATIONS) and "Khosla" in prose(card)
     test = load_lamem(out, split=1)["test"]  # the card's ablation snippet, as written there
     ablated = test.with_transform(ablate_examples(next(iter(ABLATIONS))))

@@ -5,6 +5,8 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
+from datasets import Dataset, Features, Image as ImageFeature
 from PIL import Image
 
 from memorability.cli import main
@@ -28,7 +30,7 @@ def test_predict_folder_with_an_empty_file(tiny_model_dir, tmp_path, capsys):
     (folder / "broken.jpg").write_bytes(b"")
     out = tmp_path / "scores.csv"
     code = main(["predict", str(folder), "--model", str(tiny_model_dir), "--out", str(out), "--num-workers", "0"])
-    assert code != 0
+    assert code == 1  # the README's promise: 1 when some files could not be read
     rows = read_rows(out)
     assert len(rows) == 4
     scored = [row for row in rows if row["score"]]
@@ -91,3 +93,56 @@ def test_predict_help_says_how_to_shard_and_resume():
     result = subprocess.run(command, capture_output=True, text=True)
     assert "accelerate launch --multi_gpu --num_processes 2 -m memorability.cli predict" in result.stdout
     assert "--chunk-size" in result.stdout and "resume" in result.stdout
+
+
+def test_a_command_line_mistake_exits_two(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["predict", "photos/", "--batch-size", "0"])
+    assert stopped.value.code == 2
+    assert "argument --batch-size: 0 is below the minimum of 1" in capsys.readouterr().err
+
+
+def predict_into(inputs: list, out, model) -> int:
+    return main(["predict", *map(str, inputs), "--model", str(model), "--out", str(out), "--num-workers", "0"])
+
+
+def one_sentence(capsys) -> str:
+    """The last line on stderr (transformers' loading bar may come before it), checked to be the only error line."""
+    error = capsys.readouterr().err
+    assert "Traceback" not in error and error.count("error:") == 1
+    return error.splitlines()[-1]
+
+
+@pytest.mark.parametrize("kind", ["csv listing", "image", "parquet table"])
+def test_an_output_that_is_an_input_is_refused_and_the_input_kept(kind, tiny_model_dir, tmp_path, capsys):
+    write_photos(tmp_path, 2)
+    if kind == "csv listing":
+        target = tmp_path / "listing.csv"
+        target.write_text("image\nphoto_0.jpg\nphoto_1.jpg\n")
+    elif kind == "image":
+        target = tmp_path / "photo_1.jpg"
+    else:
+        target = tmp_path / "table.parquet"
+        features = Features({"image": ImageFeature()})
+        Dataset.from_dict({"image": [str(tmp_path / "photo_0.jpg")]}, features=features).to_parquet(str(target))
+    before = target.read_bytes()
+    inputs = [target] if kind != "image" else [tmp_path / "photo_0.jpg", target]
+    assert predict_into(inputs, target, tiny_model_dir) == 2
+    assert one_sentence(capsys) == f"error: The output {target} is one of the inputs ({target}); choose another --out."
+    assert target.read_bytes() == before
+
+
+def test_a_part_folder_that_holds_the_inputs_is_refused(tiny_model_dir, tmp_path, capsys):
+    folder = tmp_path / "scores.csv.parts"  # the part folder of --out scores.csv, deleted at the end of a run
+    write_photos(folder, 2)
+    assert predict_into([folder], tmp_path / "scores.csv", tiny_model_dir) == 2
+    refusal = f"error: {folder}, where the run keeps its parts and deletes them at the end, holds the input"
+    assert one_sentence(capsys).startswith(refusal)
+    assert sorted(path.name for path in folder.iterdir()) == ["photo_0.jpg", "photo_1.jpg"]
+
+
+def test_an_output_that_is_a_folder_is_refused(tiny_model_dir, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    write_photos(folder, 1)
+    assert predict_into([folder], folder, tiny_model_dir) == 2
+    assert one_sentence(capsys) == f"error: The output {folder} is a folder; name a CSV file to write the scores to."

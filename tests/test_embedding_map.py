@@ -1,10 +1,13 @@
 """Embedding map: the PCA projection of an index (checked against an SVD) and a readable PNG of it."""
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 
+import matplotlib
 import numpy as np
 import pytest
 from datasets import Dataset
+from matplotlib import pyplot as plt
 from PIL import Image
 
 from memorability.embedding_map import plot_embedding_map, principal_axes, project
@@ -67,3 +70,24 @@ def test_png_is_written_and_not_blank(index, tmp_path):
     with Image.open(path) as picture:
         assert picture.size[0] >= 800 and picture.size[1] >= 700
         assert len(picture.convert("RGB").getcolors(maxcolors=1 << 20)) > 200
+
+
+def test_plot_leaves_pyplot_alone(index, tmp_path):
+    """A notebook's backend and open figures survive a plot (`matplotlib.use("Agg")` closed them all)."""
+    backend = matplotlib.get_backend()
+    plt.switch_backend("svg")
+    try:
+        figure = plt.figure()
+        plot_embedding_map(index, tmp_path / "map.png")
+        assert matplotlib.get_backend() == "svg" and plt.get_fignums() == [figure.number]
+    finally:
+        plt.close("all")
+        plt.switch_backend(backend)
+
+
+def test_two_threads_plot_the_same_map(index, tmp_path):
+    """Two visitors at once: each plot is the map drawn alone, byte for byte."""
+    alone = plot_embedding_map(index, tmp_path / "alone.png").read_bytes()
+    with ThreadPoolExecutor(2) as pool:
+        paths = list(pool.map(lambda number: plot_embedding_map(index, tmp_path / f"{number}.png"), range(4)))
+    assert all(path.read_bytes() == alone for path in paths)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from hub import push_dataset
+from memorability.data import lamem_to_table, save_table
 from memorability.evaluation import describe_data, evaluate_model, format_table
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -36,6 +38,23 @@ def test_real_split_sizes_are_recognised_as_lamem(lamem_splits_dir, tmp_path):
     shutil.copytree(lamem_splits_dir, tmp_path / "splits")
     (tmp_path / "images").mkdir()
     assert describe_data(tmp_path)["is_lamem"] is True
+
+
+def test_generated_data_saved_as_a_table_is_not_lamem(sample_data_dir, tmp_path):
+    save_table(lamem_to_table(sample_data_dir), tmp_path / "sample_table")
+    described = describe_data(tmp_path / "sample_table")
+    assert described == {"name": "Parquet table (sample_table)", "kind": "table", "is_lamem": False}
+
+
+def test_a_table_that_says_lamem_without_lamems_split_sizes_is_not_lamem(lamem_folder, tmp_path):
+    save_table(lamem_to_table(lamem_folder), tmp_path / "t", provenance={"name": "LaMem", "is_lamem": True})
+    assert describe_data(tmp_path / "t")["is_lamem"] is False
+
+
+def test_a_hub_table_is_described_from_its_own_files(lamem_folder, tmp_path, monkeypatch):
+    assert push_dataset.main([str(lamem_folder), "--repo-id", "org/small", "--local-dir", str(tmp_path / "up")]) == 0
+    monkeypatch.setattr("memorability.data.snapshot_download", lambda repo_id, **kwargs: str(tmp_path / "up"))
+    assert describe_data("org/small") == {"name": "Parquet table (org/small)", "kind": "hub", "is_lamem": False}
 
 
 def test_csv_uses_its_test_split(tiny_model_dir, lamem_folder, tmp_path):

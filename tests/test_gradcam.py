@@ -1,6 +1,7 @@
 """Grad-CAM and Grad-CAM++: agree with pytorch-grad-cam, find the region that drives the score, leave the model be."""
 
 import copy
+import inspect
 from dataclasses import replace
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from memorability.gradcam import (
+    DEFAULT_CAM_METHOD,
     METHODS,
     CamError,
     ScoreOutput,
@@ -169,6 +171,21 @@ def test_a_map_without_positive_evidence_is_zeros_not_nan():
     maps = weighted_maps(activations, weights, (12, 12)).numpy()
     assert (maps[0] == 0).all()
     assert maps[1].min() == 0 and maps[1].max() == pytest.approx(1.0)
+
+
+def test_one_default_method_everywhere_grad_cam_plus_plus(tiny_model_dir):
+    """The README's default, from one constant: the function, the app's analysis, the study and its command line."""
+    from memorability.explain import analyse, explain_batch
+    from memorability.study import StudyConfig
+    from train.ablation_study import build_parser
+
+    assert DEFAULT_CAM_METHOD == "gradcam++"
+    model, _ = load_model(tiny_model_dir)
+    assert grad_cam(model, torch.zeros(1, 3, 32, 32)).method == DEFAULT_CAM_METHOD
+    for function in (analyse, explain_batch):
+        assert inspect.signature(function).parameters["method"].default == DEFAULT_CAM_METHOD
+    assert StudyConfig(model="m", out_dir="o").cam_method == DEFAULT_CAM_METHOD
+    assert build_parser().parse_args(["m", "--images", "i", "--out-dir", "o"]).cam_method == DEFAULT_CAM_METHOD
 
 
 def test_unknown_method_layer_or_training_mode_is_refused(tiny_model_dir):

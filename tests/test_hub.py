@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from datasets import load_dataset
 from hub_support import (
     GRADIO,
     PROJECT,
     SPACE_README,
     StandInHub,
+    error_line,
     files_under,
     push_model_locally,
     run_isolated,
@@ -31,22 +31,11 @@ from PIL import Image
 from hub import push_dataset, push_space
 from memorability import MemorabilityModel
 from memorability.data import SPLIT_INDICES, lamem_to_table, load_lamem
+from memorability.evaluation import describe_data
 from memorability.inference import load_predictor
 
 
 # --- Fixtures ---------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def spread_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
-    """The tiny model with a wide last layer, so that scores differ between images and a comparison means something."""
-    folder = tmp_path_factory.mktemp("spread_model")
-    model = MemorabilityModel.from_pretrained(tiny_model_dir)
-    torch.manual_seed(1)
-    torch.nn.init.normal_(model.head[-1].weight, std=3.0)
-    model.save_pretrained(folder)
-    shutil.copy(tiny_model_dir / "preprocessor_config.json", folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +54,9 @@ def photos(tmp_path_factory) -> list[Path]:
 # --- The model --------------------------------------------------------------------------------------------------------
 
 
-def test_pushed_model_scores_as_the_predictor_without_the_package(spread_model_dir, photos, tmp_path):
+def test_pushed_model_scores_as_the_predictor_without_the_package(tiny_model_dir, photos, tmp_path):
     out = tmp_path / "upload"
-    push_model_locally(spread_model_dir, out)
+    push_model_locally(tiny_model_dir, out)
     assert {"configuration_memorability.py", "modeling_memorability.py", "model.safetensors"} <= files_under(out)
     auto_map = json.loads((out / "config.json").read_text())["auto_map"]
     assert auto_map["AutoModel"] == "modeling_memorability.MemorabilityModel"
@@ -82,7 +71,7 @@ def test_pushed_model_scores_as_the_predictor_without_the_package(spread_model_d
             raise SystemExit("memorability is importable")
         except ImportError:
             pass
-        model = AutoModel.from_pretrained({str(out)!r}, trust_remote_code=True).eval()
+        model = AutoModel.from_pretrained({str(out)!r}, trust_remote_code=True, use_safetensors=True).eval()
         processor = AutoImageProcessor.from_pretrained({str(out)!r})
         images = [Image.open(path).convert("RGB") for path in {[str(path) for path in photos]!r}]
         with torch.no_grad():
@@ -93,8 +82,8 @@ def test_pushed_model_scores_as_the_predictor_without_the_package(spread_model_d
         cwd=tmp_path,
     )
     remote = json.loads(stdout.strip().splitlines()[-1])
-    ours = load_predictor(spread_model_dir, device="cpu", precision="fp32").predict(photos)
-    assert np.ptp(ours) > 1e-3, "scores should differ between images for this comparison to mean anything"
+    ours = load_predictor(tiny_model_dir, device="cpu", precision="fp32").predict(photos)
+    assert np.ptp(ours) > 0.1, "scores should differ between images for this comparison to mean anything"
     np.testing.assert_allclose(remote["scores"], ours, atol=1e-5)
     assert remote["processor"] == "ConvNextImageProcessor" and not remote["package_loaded"]
 
@@ -135,11 +124,38 @@ def test_pushed_dataset_reloads_to_the_same_rows_and_splits(lamem_folder, tmp_pa
             assert all(np.array_equal(a, b) for a, b in pairs)
 
 
-def test_dataset_is_private_unless_public(lamem_folder):
+@pytest.mark.slow
+def test_pushed_lamem_says_it_is_lamem_and_a_copy_written_otherwise_does_not(full_lamem_folder, tmp_path, monkeypatch):
+    out = tmp_path / "upload"
+    assert push_dataset.main([str(full_lamem_folder), "--repo-id", "org/lamem", "--local-dir", str(out)]) == 0
+    assert describe_data(out) == {"name": "LaMem", "kind": "table", "is_lamem": True}
+    monkeypatch.setattr("memorability.data.snapshot_download", lambda repo_id, **kwargs: str(out))  # the Hub's copy
+    assert describe_data("org/lamem") == {"name": "LaMem", "kind": "hub", "is_lamem": True}
+    copy = tmp_path / "copy"  # the same rows, written by `datasets` rather than by the push
+    (copy / "data").mkdir(parents=True)
+    load_dataset(str(out), split="train").to_parquet(str(copy / "data" / "train.parquet"))
+    assert describe_data(copy)["is_lamem"] is False
+
+
+def test_dataset_is_private_unless_public(lamem_folder, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_x")
     for extra, private in (([], True), (["--public"], False)):
         hub = StandInHub()
-        assert push_dataset.main([str(lamem_folder), "--repo-id", "org/lamem", "--token", "hf_x", *extra], api=hub) == 0
-        assert hub.calls[0][1]["private"] is private and hub.calls[0][1]["repo_type"] == "dataset"
+        assert push_dataset.main([str(lamem_folder), "--repo-id", "org/lamem", *extra], api=hub) == 0
+        [created] = [call for name, call in hub.calls if name == "create_repo"]
+        assert created["private"] is private and created["repo_type"] == "dataset" and hub.commits
+
+
+def test_a_private_push_into_an_existing_public_repo_is_refused_unless_public(lamem_folder, monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", "hf_x")
+    argv = [str(lamem_folder), "--repo-id", "org/lamem"]
+    public, private = StandInHub(exists=True), StandInHub(exists=True, private=True)
+    assert push_dataset.main(argv, api=public) == 2 and not public.commits
+    assert [name for name, _ in public.calls] == ["repo_info"]  # visibility checked before anything is sent
+    error = error_line(capsys)
+    assert "dataset repo org/lamem is public, but this push is private" in error and "--public" in error
+    assert push_dataset.main(argv, api=private) == 0 and private.commits  # a private repo takes a private push
+    assert push_dataset.main([*argv, "--public"], api=public) == 0 and public.commits  # said explicitly: it goes
 
 
 # --- The Space --------------------------------------------------------------------------------------------------------
@@ -158,18 +174,20 @@ def test_pushed_space_imports_the_vendored_package_and_builds(tiny_model_dir, tm
     out = tmp_path / "upload"
     assert push_space.main(["--repo-id", "org/space", "--local-dir", str(out), "--space-dir", str(space)]) == 0
     assert "memorability/modeling_memorability.py" in files_under(out) and not list(out.rglob("__pycache__"))
+    assert {f"facenet_pytorch/data/{net}.pt" for net in ("pnet", "rnet", "onet")} <= files_under(out)
+    assert "MIT License" in (out / "facenet_pytorch" / "LICENSE.md").read_text()
     stdout = run_isolated(
         """
         import os, sys
         import gradio as gr
         sys.path.insert(0, os.getcwd())  # as `python app.py` does on the Space
-        import app, memorability
+        import app, facenet_pytorch, memorability
         assert isinstance(app.build_app(), gr.Blocks)
-        print(memorability.__file__)
+        print(memorability.__file__, facenet_pytorch.__file__)
         """,
         cwd=out, allowed=out, MEMORABILITY_MODEL=str(tiny_model_dir),
     )
-    assert Path(stdout.strip().splitlines()[-1]).is_relative_to(out)
+    assert all(Path(path).is_relative_to(out) for path in stdout.strip().splitlines()[-1].split())
 
 
 # --- The wheel --------------------------------------------------------------------------------------------------------

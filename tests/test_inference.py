@@ -1,5 +1,7 @@
 """The predictor: loads once, scores PIL images, paths and folders in batches, bf16 agrees with fp32."""
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -92,6 +94,26 @@ def test_unknown_precision_is_refused():
 def test_missing_model_gives_one_sentence(tmp_path):
     with pytest.raises(ModelLoadError, match="Could not load a memorability model from"):
         load_predictor(tmp_path / "nothing-here")
+
+
+class LeavesAMark:
+    """Unpickling this creates a file: a pickled checkpoint can run any code."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_pickled_checkpoint_is_refused_unopened(tiny_model_dir, tmp_path):
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "model.safetensors").unlink()
+    torch.save({"weights": LeavesAMark(str(tmp_path / "ran"))}, folder / "pytorch_model.bin")
+    with pytest.raises(ModelLoadError, match="Could not load a memorability model"):
+        load_predictor(folder)
+    assert not (tmp_path / "ran").exists()
 
 
 def test_predictor_puts_model_in_eval_mode(tiny_model_dir):

@@ -131,6 +131,26 @@ def test_backbone_weights_that_do_not_fit_fail_loudly(tmp_path):
         tiny_model().load_backbone_weights(str(tmp_path))
 
 
+class LeavesAMark:
+    """Unpickling this creates a file: a pickled checkpoint can run any code."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_pickled_backbone_weights_are_refused_unopened(tmp_path):
+    folder = tmp_path / "pickled"
+    save_imagenet_stand_in(folder)
+    (folder / "model.safetensors").unlink()
+    torch.save({"weights": LeavesAMark(str(tmp_path / "ran"))}, folder / "pytorch_model.bin")
+    with pytest.raises(BackboneWeightsError, match="Could not load"):
+        tiny_model().load_backbone_weights(str(folder))
+    assert not (tmp_path / "ran").exists()
+
+
 def test_unreachable_backbone_source_gives_the_two_ways_out():
     with pytest.raises(BackboneWeightsError) as caught:
         tiny_model().load_backbone_weights("nobody-here/no-such-resnet")

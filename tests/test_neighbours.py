@@ -151,6 +151,18 @@ def test_save_and_load_give_the_same_answers(index, predictor, tmp_path):
     assert loaded.percentile(0.7) == index.percentile(0.7) and loaded.info["data"] == "small LaMem"
 
 
+def test_an_index_loads_by_hub_id_or_fails_in_one_sentence(index, tmp_path, monkeypatch):
+    with pytest.raises(NeighbourError) as offline:  # HF_HUB_OFFLINE=1 and nothing cached
+        NeighbourIndex.load("memorability-tests/no-such-index")
+    message = str(offline.value)
+    assert message.startswith("memorability-tests/no-such-index: not a local path, and the Hugging Face Hub could")
+    assert message.count(". ") == 0 and message.endswith(").")
+    index.save(tmp_path / "snapshot")  # what snapshot_download gives back for a pushed index folder
+    monkeypatch.setattr("memorability.data.snapshot_download", lambda repo_id, **kwargs: str(tmp_path / "snapshot"))
+    loaded = NeighbourIndex.load("org/index")
+    assert list(loaded.image_ids) == list(index.image_ids) and loaded.info == index.info
+
+
 def test_images_without_scores_or_ids(predictor, lamem_train):
     unscored = lamem_train.select_columns(["image"]).select(range(6))
     index = build_neighbour_index(predictor, unscored, batch_size=4, progress=False)
@@ -177,7 +189,9 @@ def test_build_index_cli(tiny_model_dir, lamem_folder, tmp_path, capsys):
     arguments = [str(tiny_model_dir), "--data", str(lamem_folder), "--subset", "validation", "--out", str(out)]
     assert build_index_main(arguments) == 0
     loaded = NeighbourIndex.load(out)
-    assert len(loaded) == len(load_lamem(lamem_folder)["validation"]) and "validation" in loaded.info["data"]
+    assert len(loaded) == len(load_lamem(lamem_folder)["validation"])
+    assert loaded.info["data"] == "LaMem-format folder (lamem) (split 1, validation)"
+    assert loaded.info["model"] == tiny_model_dir.name  # no folder of this machine in a file that may be pushed
     capsys.readouterr()
     assert build_index_main([str(tiny_model_dir), "--data", str(tmp_path / "missing"), "--out", str(out)]) == 2
     message = capsys.readouterr().err.strip()

@@ -6,12 +6,14 @@ A stand-in for `HfApi` replaces only the network calls (create_repo, create_bran
 everything above them (staging, the commit's operations, error messages) is the real code.
 """
 
+import json
 import tempfile
 
 import httpx2
 import pytest
 from huggingface_hub import SpaceCard
 from hub_support import (
+    FIRST_HEAD,
     GRADIO,
     PROJECT,
     SPACE_README,
@@ -24,24 +26,42 @@ from hub_support import (
 )
 
 from hub import push_dataset, push_model, push_space
-from memorability.publishing import check_space_card
+from memorability.evaluation import evaluate_model
+from memorability.publishing import TOKEN_WARNING, Destination, check_space_card
+from memorability.training_args import TrainingArguments
 
 
 # --- Uploading --------------------------------------------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def token_in_the_environment(monkeypatch):
+    """HF_TOKEN set, as the README recommends; pushes that pass --token override it."""
+    monkeypatch.setenv("HF_TOKEN", "hf_from_the_environment")
+
+
 def test_upload_is_one_commit_that_mirrors_the_local_dir(tiny_model_dir, tmp_path):
     push_model_locally(tiny_model_dir, tmp_path / "local")
-    hub = StandInHub(remote_files=[".gitattributes", "README.md", "old_scatter.png"])
+    hub = StandInHub(remote_files=[".gitattributes", "README.md", "old_scatter.png"], exists=True)
     argv = [str(tiny_model_dir), "--repo-id", "org/m", "--token", "hf_x", "--revision", "v1", "--commit-message", "v1"]
     assert push_model.main(argv, api=hub) == 0
-    assert [name for name, _ in hub.calls] == ["create_repo", "create_branch", "list_repo_files", "create_commit"]
-    assert hub.calls[0][1]["exist_ok"] is True and hub.calls[1][1]["branch"] == "v1"
+    names = [name for name, _ in hub.calls]
+    assert names == ["repo_info", "list_repo_refs", "create_branch", "repo_info", "list_repo_files", "create_commit"]
+    assert hub.calls[2][1]["branch"] == "v1" and hub.calls[3][1]["revision"] == "v1"
     [commit] = hub.commits
     added = {op.path_in_repo for op in commit["operations"] if hasattr(op, "path_or_fileobj")}
     deleted = {op.path_in_repo for op in commit["operations"] if not hasattr(op, "path_or_fileobj")}
     assert added == files_under(tmp_path / "local") and deleted == {"old_scatter.png"}
     assert commit["revision"] == "v1" and commit["commit_message"] == "v1" and commit["token"] == "hf_x"
+    # The commit sits on the head the listing was taken at, so that a push in between is refused, not mixed in.
+    assert hub.calls[4][1]["revision"] == commit["parent_commit"] == FIRST_HEAD
+
+
+def test_a_push_overtaken_by_another_is_refused_not_mixed(tiny_model_dir, capsys):
+    hub = StandInHub(remote_files=[".gitattributes", "README.md"], exists=True, pushed_meanwhile=True)
+    assert push_model.main([str(tiny_model_dir), "--repo-id", "org/m"], api=hub) == 2
+    assert not hub.commits
+    assert "model repo org/m changed while this push was running (412" in error_line(capsys)
 
 
 def test_missing_token_is_one_sentence_and_nothing_is_sent(tiny_model_dir, monkeypatch, capsys):
@@ -52,13 +72,74 @@ def test_missing_token_is_one_sentence_and_nothing_is_sent(tiny_model_dir, monke
     assert "`hf auth login`" in error and "HF_TOKEN" in error and not hub.calls
 
 
-def test_failure_half_way_leaves_no_commit_and_no_staging(tiny_model_dir, tmp_path, monkeypatch, capsys):
+def test_the_token_stays_out_of_reprs_and_the_command_line_prefers_the_environment(tiny_model_dir, capsys):
+    destination = Destination("org/m", token="hf_secret_value")
+    assert "hf_secret_value" not in repr(destination) and "hf_secret_value" not in str(destination)
+    with pytest.raises(SystemExit):
+        push_model.main(["--help"])
+    assert "shows in `ps`" in " ".join(capsys.readouterr().out.split())
+    assert push_model.main([str(tiny_model_dir), "--repo-id", "org/m", "--token", "hf_x"], api=StandInHub()) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert warnings == [TOKEN_WARNING] and "HF_TOKEN" in TOKEN_WARNING
+
+
+def test_failure_half_way_leaves_an_existing_repo_as_it_was(tiny_model_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    hub = StandInHub(commit_error=http_error(500, "Internal Server Error"))
+    hub = StandInHub(exists=True, commit_error=http_error(500, "Internal Server Error"))
     assert push_model.main([str(tiny_model_dir), "--repo-id", "org/m", "--token", "hf_x"], api=hub) == 2
-    assert not hub.commits and not list(tmp_path.iterdir())
+    assert not hub.commits and not list(tmp_path.iterdir()) and hub.exists
+    assert not [name for name, _ in hub.calls if name.startswith(("create_repo", "create_branch", "delete"))]
     error = error_line(capsys)
-    assert error.startswith("error: The Hub refused the upload") and "no commit was made" in error
+    assert error.startswith("error: The Hub refused the upload") and error.endswith("; no commit was made.")
+
+
+@pytest.mark.parametrize(
+    ("exists", "extra", "deleted", "expected"),
+    [
+        (False, [], "delete_repo", "no commit was made, and the repo org/m it created was deleted."),
+        (True, ["--revision", "v2"], "delete_branch", "no commit was made, and the branch v2 it created was deleted."),
+    ],
+)
+def test_a_failed_first_push_deletes_the_repo_or_branch_it_created(tiny_model_dir, exists, extra, deleted, expected,
+                                                                      capsys):
+    hub = StandInHub(exists=exists, commit_error=http_error(500, "Internal Server Error"))
+    assert push_model.main([str(tiny_model_dir), "--repo-id", "org/m", *extra], api=hub) == 2
+    assert hub.exists is exists and hub.branches == {"main"} and not hub.commits
+    assert [name for name, _ in hub.calls].count(deleted) == 1
+    assert error_line(capsys).endswith(expected)
+
+
+@pytest.mark.parametrize(
+    ("exists", "extra", "expected"),
+    [
+        (False, [], "but the repo org/m it created remains (empty but for .gitattributes): delete it on the Hub."),
+        (True, ["--revision", "v2"], "but the branch v2 it created remains (a copy of main): delete it on the Hub."),
+    ],
+)
+def test_when_the_clean_up_fails_too_the_error_says_what_remains(tiny_model_dir, exists, extra, expected, capsys):
+    hub = StandInHub(exists=exists, commit_error=http_error(500, "Internal Server Error"),
+                     delete_error=http_error(403, "Forbidden"))
+    assert push_model.main([str(tiny_model_dir), "--repo-id", "org/m", *extra], api=hub) == 2
+    error = error_line(capsys)
+    assert error.endswith(expected) and error.count(". ") == 0
+
+
+def test_pushed_files_name_no_folder_of_this_machine(tiny_model_dir, lamem_folder, tmp_path, tmp_path_factory):
+    run = tmp_path / "run"
+    evaluate_model(tiny_model_dir, lamem_folder, run / "eval", num_workers=0)  # "model": the folder it loaded
+    elsewhere = "/home/someone/lamem"  # a run made on another machine
+    arguments = TrainingArguments(data=elsewhere, output_dir=str(run), backbone_weights=str(tmp_path / "imagenet"))
+    record = {"data": elsewhere, "split": 1, "arguments": arguments.to_dict()}
+    (run / "train_results.json").write_text(json.dumps(record))
+    out = tmp_path / "upload"
+    push_model_locally(tiny_model_dir, out, "--eval-results", str(run / "eval" / "eval_results.json"),
+                       "--train-results", str(run / "train_results.json"))  # fmt: skip
+    staged = {path.name: path.read_text() for path in out.rglob("*") if path.suffix in (".json", ".md")}
+    assert {"eval_results.json", "train_results.json", "config.json", "README.md"} <= set(staged)
+    local = (str(tmp_path_factory.getbasetemp()), "/home/someone")
+    assert not [name for name, text in staged.items() if any(folder in text for folder in local)]
+    assert json.loads(staged["eval_results.json"])["model"] == tiny_model_dir.name
+    assert json.loads(staged["train_results.json"])["arguments"]["output_dir"] == "run"
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,8 @@
 import csv
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from datasets import Dataset, Features, Image as ImageFeature, Value
 from PIL import Image
@@ -62,3 +64,23 @@ def test_unusable_listings_are_one_sentence(photo_paths, tmp_path):
         collect_inputs([str(tmp_path / "photos")])
     with pytest.raises(MemorabilityError, match=r"table.parquet: no 'image' column of images"):
         collect_inputs([str(tmp_path / "photos" / "table.parquet")])
+
+
+def test_inputs_know_their_files_and_lists(photo_paths, tmp_path):
+    listing = tmp_path / "photos" / "list.csv"
+    listing.write_text("image\n0.png\n")
+    table = tmp_path / "table.parquet"
+    features = Features({"image": ImageFeature()})
+    Dataset.from_dict({"image": [str(photo_paths[1])]}, features=features).to_parquet(str(table))
+    inputs = collect_inputs([str(listing), str(table), str(photo_paths[2])])
+    assert inputs.files == [str(photo_paths[0]), str(table), str(photo_paths[2])]
+    assert inputs.listings == [str(listing), str(table)]
+
+
+def test_a_folder_is_searched_without_the_runs_own_part_folder(photo_paths, tmp_path):
+    parts = tmp_path / "photos" / "scores.csv.parts"
+    parts.mkdir()
+    pq.write_table(pa.table({"index": [0]}), parts / "part-000000-rank0.parquet")
+    with pytest.raises(MemorabilityError, match="both image files and Parquet files"):
+        collect_inputs([str(tmp_path / "photos")])
+    assert collect_inputs([str(tmp_path / "photos")], exclude=parts).names == [str(path) for path in photo_paths]

@@ -1,10 +1,16 @@
 """The Space through its API (gradio_client against a launched app) and its event functions called directly.
 
 Every named endpoint returns what its components promise, scores are the predictor's own, bad uploads come back as
-our one-sentence error and the app serves on, and a zip's escaping entry is refused without a file written.
+our one-sentence error (and nothing in the log names them) and the app serves on, an unexpected failure reaches the
+visitor as a generic sentence and the log as a line without their data, a zip's escaping entry is refused without a
+file written, and a bad model, index or setting stops the start in one sentence.
 """
 
 import importlib.util
+import logging
+import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -61,7 +67,7 @@ def test_ablations_return_pictures_table_chart_and_faces(space_client, predictor
     changes = [row[2] for row in table["data"]]
     assert changes == sorted(changes)
     assert [row[0] for row in chart["data"]] == [row[0] for row in table["data"]]
-    assert faces.startswith(f"Original score {app_score(predictor, ASTRONAUT):.1f}.") and "Faces found: 1" in faces
+    assert faces.startswith(f"Original score {app_score(predictor, ASTRONAUT):.1f}.") and "0.9: 1; removed: 1." in faces
 
 
 def test_batch_scores_photos_and_zips_and_refuses_zip_slip(space, space_client, predictor, tmp_path):
@@ -80,19 +86,20 @@ def test_batch_scores_photos_and_zips_and_refuses_zip_slip(space, space_client, 
 
 
 @pytest.mark.parametrize(
-    ("filename", "content", "message"),
+    ("content", "message"),
     [
-        ("notes.jpg", b"These are my holiday notes, not a picture.\n", "notes.jpg: not an image format we can read"),
-        ("empty.jpg", b"", "empty.jpg: the file is empty (0 bytes)."),
+        (b"These are my holiday notes, not a picture.\n", "not an image format we can read"),
+        (b"", "the file is empty (0 bytes)."),
     ],
 )
-def test_bad_upload_gets_our_sentence_and_the_app_serves_on(space, space_client, predictor, tmp_path, filename,
-                                                            content, message):  # fmt: skip
-    bad = tmp_path / filename
+def test_bad_upload_gets_our_sentence_and_the_app_serves_on(space, space_client, predictor, tmp_path, content,
+                                                            message):  # fmt: skip
+    bad = tmp_path / f"holiday-{uuid.uuid4().hex}.jpg"
     bad.write_bytes(content)
     with pytest.raises(AppError) as caught:
         space_client.predict(handle_file(bad), "gradcam++", 0.5, api_name="/score")
-    assert message in str(caught.value) and "Traceback" not in str(caught.value)
+    assert f"{bad.name}: {message}" in str(caught.value) and "Traceback" not in str(caught.value)
+    assert bad.stem not in space.log_tail(100_000), "the log names the visitor's file"
     assert space.serving()
     assert space_client.predict(handle_file(COFFEE), "gradcam++", 0.5, api_name="/score")[0] == app_score(
         predictor, COFFEE
@@ -139,9 +146,33 @@ def test_score_photo_without_a_photo_asks_for_one(app):
         app.score_photo(None)
 
 
-def test_ablate_photo_sorts_by_change(app):
+def test_ablate_photo_sorts_by_change_and_names_the_face_detector(app):
     pictures, table, chart, faces = app.ablate_photo(str(COFFEE))
-    assert len(pictures) == 6 and list(table["change"]) == sorted(table["change"]) and "Faces found: 0" in faces
+    assert len(pictures) == 6 and list(table["change"]) == sorted(table["change"])
+    assert "Faces found by MTCNN (facenet-pytorch 2.6.0, MIT licence), face probability above 0.9: 0" in faces
+
+
+def test_ablations_of_a_camera_size_photo_work_on_a_bounded_copy(app, tmp_path):
+    """Seven full copies of a 50 MP photo would hold about 1 GB per request."""
+    big = tmp_path / "big.jpg"
+    Image.open(COFFEE).resize((7000, 4667)).save(big, quality=60)
+    pictures, *_ = app.ablate_photo(str(big))
+    assert all(max(picture.size) == app.ABLATION_MAX_SIDE for picture, _ in pictures)
+
+
+def test_an_unexpected_failure_is_a_generic_sentence_and_a_log_line_without_the_file(app, monkeypatch, caplog,
+                                                                                    tmp_path):  # fmt: skip
+    photo = tmp_path / "holiday-in-nice.jpg"
+    shutil.copy(COFFEE, photo)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError(f"cannot analyse {photo}")
+
+    monkeypatch.setattr(app, "analyse", broken)
+    with caplog.at_level(logging.ERROR, logger="memorability.space"), pytest.raises(gr.Error) as caught:
+        app.score_photo(str(photo))
+    assert caught.value.message == app.UNEXPECTED and not caught.value.print_exception
+    assert "score_photo failed: RuntimeError at" in caplog.text and "holiday" not in caplog.text
 
 
 def test_score_batch_writes_its_csv_in_the_upload_folder(app, predictor):
@@ -150,19 +181,28 @@ def test_score_batch_writes_its_csv_in_the_upload_folder(app, predictor):
     assert Path(csv).parent == Path(app.UPLOAD_DIR) and pd.read_csv(csv, keep_default_na=False).equals(table)
 
 
-def test_zip_members_reads_images_in_memory_and_refuses_escaping_entries(app, tmp_path):
-    archive = write_zip(
-        tmp_path / "mixed.zip",
-        {"a/photo.jpg": b"jpeg", "../up.jpg": b"x", "/etc/abs.png": b"x", "notes.txt": b"skipped"},
-    )
-    members = {name: (data, error) for name, data, error in app.zip_members(str(archive))}
-    assert members["a/photo.jpg"] == (b"jpeg", None)
-    assert all(members[name][0] is None and "zip-slip" in members[name][1] for name in ("../up.jpg", "/etc/abs.png"))
-    assert "notes.txt" not in members
-
-
-def test_a_damaged_zip_is_one_error(app, tmp_path):
+def test_score_batch_gives_a_damaged_zip_one_row_and_scores_the_rest(app, predictor, tmp_path):
     damaged = tmp_path / "damaged.zip"
     damaged.write_bytes(b"PK\x03\x04 not really a zip")
-    with pytest.raises(gr.Error, match="damaged or not a zip"):
-        app.zip_members(str(damaged))
+    table, _ = app.score_batch([str(damaged), str(COFFEE)])
+    assert table["file"].tolist() == ["damaged.zip", "coffee.jpg"]
+    assert table["error"].tolist() == ["damaged.zip: the zip is damaged or not a zip.", ""]
+    assert pd.isna(table["score"][0]) and table["score"][1] == app_score(predictor, COFFEE)
+
+
+def test_a_bad_setting_stops_the_start_in_one_sentence(app, monkeypatch):
+    monkeypatch.setenv("MEMORABILITY_CONCURRENCY", "two")
+    with pytest.raises(SystemExit) as caught:  # its message goes to stderr, and the exit status is 1
+        app.setting("MEMORABILITY_CONCURRENCY", 2)
+    assert caught.value.code == "space/app.py: MEMORABILITY_CONCURRENCY must be a whole number of at least 1, not 'two'."
+
+
+@pytest.mark.parametrize("variable", ["MEMORABILITY_MODEL", "MEMORABILITY_INDEX"])
+def test_a_bad_model_or_index_stops_the_start_in_one_sentence(space_model, tmp_path, variable):
+    value = str(tmp_path / "missing")
+    env = os.environ | {"MEMORABILITY_MODEL": str(space_model), "MEMORABILITY_INDEX": "", variable: value,
+                        "GRADIO_TEMP_DIR": str(tmp_path / "uploads"), "HF_HUB_OFFLINE": "1"}  # fmt: skip
+    started = subprocess.run([sys.executable, str(APP)], env=env, capture_output=True, text=True, timeout=300)
+    last_line = started.stderr.strip().splitlines()[-1]
+    assert started.returncode == 1 and "Traceback" not in started.stderr, started.stderr[-2000:]
+    assert last_line.startswith("space/app.py: ") and value in last_line

@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from scipy.stats import spearmanr
 from skimage import data as photos
 
+from memorability.sample_data import WEIGHTS, read_clean_scores
 from memorability.study import StudyConfig, run_study
 from memorability.study_stats import ALPHA, EQUIVALENCE_MARGIN
 
@@ -47,6 +49,47 @@ def sample_study(trained_sample_model, sample_data_dir, tmp_path_factory) -> tup
     return run_study(config), out
 
 
+# What each ablation takes out of each feature the sample data's rule reads (memorability.sample_data: score =
+# 0.30 + 0.40·detail + 0.25·object + 0·colour, its WEIGHTS): blur the fine texture; the centre crop the disc, which lies
+# outside the middle 50% box by construction; salient-region removal paints the disc out; grayscale and desaturation
+# (strength 0.75) colour only; no picture has a face, so face removal takes out nothing.
+REMOVES = {"blur": {"detail": 1.0}, "center_crop": {"object": 1.0}, "salient_removed": {"object": 1.0},
+           "grayscale": {"colour": 1.0}, "desaturate": {"colour": 0.75}, "faces_removed": {}}  # fmt: skip
+
+
+def feature_values(rows: list[dict[str, str]], sample_data_dir: Path) -> dict[str, np.ndarray]:
+    """Each feature of the rule, per row of per_image.csv."""
+    features = read_clean_scores(sample_data_dir)
+    return {name: np.array([getattr(features[row["image_id"]], name) for row in rows]) for name in WEIGHTS}
+
+
+@pytest.mark.parametrize("name", ABLATIONS)
+def test_each_ablation_moves_the_score_as_the_rule_says(sample_study, sample_data_dir, name):
+    """An ablation that takes out a feature the rule weighs lowers the score significantly, by a third to all of what
+    the rule takes off, image by image in the rule's order (Spearman ρ ≥ 0.5 with the rule's change) and not in the
+    order of a weighed feature it leaves in place (ρ < 0.2); one that takes out only what the rule ignores changes
+    nothing (95% CI of the mean change inside ±0.02). Measured on this model: blur recovers 61% of the rule's mean
+    change (ρ 0.93), the centre crop 53% (ρ 0.64), salient removal 79% (ρ 0.72); grayscale and desaturation move the
+    mean by under 0.005, face removal by nothing."""
+    results, out = sample_study
+    statistics = results["groups"]["all"]["ablations"][name]
+    rows = read_rows(out)
+    change = np.array([float(row[name]) - float(row["original"]) for row in rows])
+    values = feature_values(rows, sample_data_dir)
+    expected = np.zeros(len(rows))
+    for feature, share in REMOVES[name].items():
+        expected -= WEIGHTS[feature] * share * values[feature]
+    if not expected.any():
+        assert -EQUIVALENCE_MARGIN < statistics["ci_low"] and statistics["ci_high"] < EQUIVALENCE_MARGIN
+        return
+    assert statistics["ci_high"] < 0 and statistics["p_holm"] < ALPHA
+    assert 0.3 <= statistics["mean_change"] / expected.mean() <= 1.3
+    assert spearmanr(change, expected).statistic >= 0.5
+    for feature, weight in WEIGHTS.items():
+        if weight and feature not in REMOVES[name]:
+            assert spearmanr(change, -values[feature]).statistic < 0.2, feature
+
+
 def test_blur_removes_the_heaviest_feature_and_has_the_largest_significant_drop(sample_study):
     results, _ = sample_study
     ablations = results["groups"]["all"]["ablations"]
@@ -54,12 +97,6 @@ def test_blur_removes_the_heaviest_feature_and_has_the_largest_significant_drop(
     most_negative = min(ablations, key=lambda name: ablations[name]["mean_change"])
     assert most_negative == "blur"
     assert ablations["blur"]["mean_change"] < 0 and ablations["blur"]["p_holm"] < ALPHA
-
-
-def test_grayscale_removes_only_the_ignored_colour_and_changes_nothing(sample_study):
-    results, _ = sample_study
-    grayscale = results["groups"]["all"]["ablations"]["grayscale"]
-    assert -EQUIVALENCE_MARGIN < grayscale["ci_low"] and grayscale["ci_high"] < EQUIVALENCE_MARGIN
 
 
 def test_report_results_table_and_plots_are_written(sample_study):

@@ -106,14 +106,15 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(small_sample, t
             assert after[name] == pytest.approx(before[name], abs=1e-6)
 
 
-def test_corrupt_image_is_skipped_and_counted(small_sample, tmp_path):
+def test_corrupt_image_is_skipped_counted_once_and_named(small_sample, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(small_sample, data)
     first_train = (data / "splits" / "train_1.txt").read_text().split()[0]
     (data / "images" / first_train).write_bytes(b"\xff\xd8\xff\xe0 truncated")
     run = tmp_path / "run"
-    run_train("--data", str(data), "--output-dir", str(run), "--epochs", "1", *FAST)
-    assert results(run)["skipped_images"] == 1
+    done = run_train("--data", str(data), "--output-dir", str(run), "--epochs", "2", *FAST)
+    assert results(run)["skipped_images"] == 1  # one image, unreadable in both epochs
+    assert f"skipped 1 unreadable image(s): {first_train.removesuffix('.jpg')}" in done.stdout + done.stderr
 
 
 @pytest.mark.parametrize(

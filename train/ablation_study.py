@@ -13,6 +13,7 @@ import sys
 
 from memorability.ablations import ablation_names
 from memorability.cli import USER_ERRORS
+from memorability.gradcam import DEFAULT_CAM_METHOD
 from memorability.gradcam import METHODS as CAM_METHODS
 from memorability.runtime import tune_allocator
 from memorability.study import StudyConfig, StudyError, run_study
@@ -57,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="Bootstrap seed (default: 0).")
     parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP_RESAMPLES, help="Bootstrap resamples.")
     parser.add_argument("--examples", type=int, default=3, help="Images in the example grid (0: none).")
-    parser.add_argument("--cam-method", default="gradcam", choices=tuple(CAM_METHODS))
+    parser.add_argument(
+        "--cam-method", default=DEFAULT_CAM_METHOD, choices=tuple(CAM_METHODS),
+        help=f"Heat map of the example grid (default: {DEFAULT_CAM_METHOD}).",
+    )  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="Discard the cache of an earlier study in --out-dir.")
     parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
     return parser

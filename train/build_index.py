@@ -9,8 +9,10 @@ OUT/index_info.json (model, data, quantiles of the predicted scores); `Neighbour
 import argparse
 import sys
 
+from memorability.cards import without_local_paths
 from memorability.cli import USER_ERRORS
 from memorability.data import SPLIT_INDICES, SPLITS, load_lamem
+from memorability.evaluation import describe_data
 from memorability.inference import load_predictor
 from memorability.neighbours import build_neighbour_index
 from memorability.runtime import tune_allocator
@@ -34,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
             predictor,
             dataset,
             batch_size=args.batch_size,
-            data_name=f"{args.data} (split {args.split}, {args.subset})",
-            model_name=args.model,
+            data_name=f"{describe_data(args.data)['name']} (split {args.split}, {args.subset})",
+            model_name=without_local_paths(args.model),  # index_info.json may be pushed: no folder of this machine
         )
         index.save(args.out)
     except USER_ERRORS as error:

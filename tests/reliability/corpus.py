@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from memorability.images import MAX_IMAGE_PIXELS, TRANSPARENCY_BACKGROUND
+from memorability.images import MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, TRANSPARENCY_BACKGROUND
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,19 @@ def first_gif_frame() -> Image.Image:
     return Image.open(io.BytesIO(animated_gif())).convert("RGB")
 
 
+def stereo_mpo() -> bytes:
+    """A two-frame MPO, as phones and 3-D cameras write: the left and right views, JPEGs one after the other."""
+    return encoded(photo(), "MPO", save_all=True, append_images=[photo().transpose(Image.Transpose.FLIP_LEFT_RIGHT)])
+
+
+def first_mpo_frame() -> Image.Image:
+    return Image.open(io.BytesIO(stereo_mpo())).convert("RGB")
+
+
+# Formats Pillow writes and would open, that no camera or browser does; EPS would call Ghostscript to decode.
+EXOTIC_FORMATS = {"PCX": "pcx", "TGA": "tga", "SGI": "sgi", "DDS": "dds", "IM": "im", "QOI": "qoi", "EPS": "eps"}
+
+
 CASES: list[Case] = [
     Case("0-byte file", "empty.jpg", "refuse", "nothing to decode", expect="empty"),
     Case("truncated JPEG", "truncated.jpg", "refuse", "half the bytes of a JPEG", expect="truncated or corrupt"),
@@ -114,6 +127,10 @@ CASES: list[Case] = [
     Case("WebP", "photo.webp", "score", "lossless WebP", reference=photo),
     Case("TIFF", "photo.tiff", "score", "uncompressed TIFF", reference=photo),
     Case("PNG named .jpg", "really_png.jpg", "score", "a wrong extension on a valid image", reference=photo),
+    Case("thin image", "thin.png", "refuse", "40×1,000,000: under the pixel limit, 256×6,400,000 once resized", expect=f"{MAX_ASPECT_RATIO}:1 limit"),
+    Case("6:1 panorama", "panorama.png", "score", "a wide panorama", reference=lambda: photo(600, 100)),
+    Case("MPO (phone 3-D photo)", "stereo.mpo", "score", "first frame", reference=first_mpo_frame),
+    *(Case(f"{name} file", f"picture.{suffix}", "refuse", "exotic format", expect="not an image format we can read") for name, suffix in EXOTIC_FORMATS.items()),
 ]  # fmt: skip
 
 
@@ -139,6 +156,10 @@ def write_corpus(folder: Path) -> dict[str, Path]:
         "photo.webp": encoded(photo(), "WEBP", lossless=True),
         "photo.tiff": encoded(photo(), "TIFF"),
         "really_png.jpg": encoded(photo(), "PNG"),
+        "thin.png": huge_png(40, 1_000_000),
+        "panorama.png": encoded(photo(600, 100), "PNG"),
+        "stereo.mpo": stereo_mpo(),
+        **{f"picture.{suffix}": encoded(photo(), name) for name, suffix in EXOTIC_FORMATS.items()},
     }
     paths = {}
     for case in CASES:

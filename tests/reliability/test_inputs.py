@@ -1,6 +1,7 @@
 """Every corpus case through the predictor, the CLI and the data loader: a correct score or one clear error naming
 the file, never a traceback; and the README's reliability table is the one this suite observes."""
 
+import ast
 import csv
 import os
 import re
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from corpus import CASES, Case
+from scenarios import SCENARIOS
 
 from memorability.data import load_lamem
 from memorability.images import ImageLoadError, load_image
@@ -92,7 +94,8 @@ def test_data_loader_skips_and_names_the_bad(corpus, tmp_path):
 
 
 def observed_table(corpus) -> str:
-    """The reliability table from what load_image (shared by predictor, CLI, loader and Space) does to each case."""
+    """The reliability table from what load_image (shared by predictor, CLI, loader and Space) does to each case,
+    then the situations of use, each checked by the test it names."""
     rows = ["| input | expected | outcome |", "|---|---|---|"]
     for case in CASES:
         try:
@@ -102,7 +105,15 @@ def observed_table(corpus) -> str:
             outcome = "refused: " + re.sub(r"^\S+: ", "", str(error)).replace("|", "/")
         expected = "refused with a clear error" if case.outcome == "refuse" else "scored"
         rows.append(f"| {case.name} | {expected} | {outcome} |")
+    rows += [f"| {scenario.name} | {scenario.expected} | {scenario.outcome} |" for scenario in SCENARIOS]
     return "\n".join(rows)
+
+
+def test_every_scenario_names_a_test_that_exists():
+    for scenario in SCENARIOS:
+        path, function = scenario.test.split("::")
+        defined = {node.name for node in ast.parse((PROJECT / path).read_text()).body if isinstance(node, ast.FunctionDef)}
+        assert function in defined, scenario.test
 
 
 def test_readme_reliability_table_is_what_the_suite_observes(corpus):

@@ -1,4 +1,5 @@
 """The Space under load, bounded: within its capacity every request is answered in time and memory stays flat;
+score, heat map, ablations and batch requests together never compute more than the app's concurrency at once;
 beyond its queue the excess is refused with Gradio's queue-full message, and the app serves on.
 
 The short variants run in `make test`; bench/space_load.py runs the full ones: 8 × 100, and a burst of 100 at the
@@ -7,7 +8,9 @@ app's default queue.
 
 import pytest
 from gradio_client import handle_file
-from space_server import EXAMPLES, burst, latency_summary, running_space, send_load
+from space_server import (
+    APP_CONCURRENCY, EXAMPLES, burst, latency_summary, mixed_model_requests, running_space, send_load, trace_queue
+)
 
 pytestmark = pytest.mark.load
 
@@ -28,6 +31,16 @@ def test_within_capacity_every_request_is_answered_in_time_and_memory_stays_flat
     assert len(result.latencies_s) == CLIENTS * REQUESTS_EACH
     assert latency_summary(result.latencies_s)["max_ms"] < 1000 * REQUEST_TIMEOUT_S
     assert growth < RSS_GROWTH_LIMIT, f"RSS grew {growth:.1%} under load"
+
+
+def test_score_heat_map_ablations_and_batch_together_compute_at_most_the_concurrency(space):
+    """Twelve requests, three of each model event, sent at once to the app's default queue: Gradio counts a
+    concurrency limit per event unless the events share a concurrency_id, and then up to 4 × 2 jobs would compute
+    together."""
+    mixed = mixed_model_requests(space, PHOTO, rounds=3)
+    trace = trace_queue(space, mixed)
+    assert not trace.errors and trace.completed == len(mixed), trace.errors[:3]
+    assert trace.most_running == APP_CONCURRENCY
 
 
 @pytest.fixture(scope="module")
