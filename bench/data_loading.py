@@ -25,7 +25,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from memorability.data import SPLIT_INDICES, lamem_to_table, load_lamem, save_table
+from memorability.data import SPLIT_INDICES, lamem_to_table, load_lamem
+from memorability.tables import save_table
 from memorability.image_processing import make_image_processor
 from memorability.sample_data import make_sample_data
 from memorability.transforms import collate_batch, prepare_for_model

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 
-from memorability.gradcam import ScoreOutput, default_layer, grad_cam
+from memorability.gradcam import ScoreOutput, grad_cam
 from memorability.presets import build_model
 from memorability.runtime import tune_allocator
 from machine import save_result
@@ -69,7 +69,7 @@ def main() -> None:
     tune_allocator()
     torch.manual_seed(0)
     model = build_model(args.backbone, backbone_weights="none").eval()
-    layer = default_layer(model)
+    layer = model.default_cam_layer()
     functions = contenders(model, layer)
     rows = []
     for batch_size in args.batch_sizes:

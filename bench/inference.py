@@ -93,8 +93,10 @@ def build_forward(model: str, precision: str):
     dtype = precision.split("+")[0].split("-")[0]
     predictor = MemorabilityPredictor(network, processor, "cpu", dtype, compile=compiled)
     if precision == "bf16-unfolded":  # what the predictor did before folding batch norm into the convolutions
-        predictor.backbone = copy.deepcopy(network.backbone).to(torch.bfloat16, memory_format=torch.channels_last)
-    return (lambda pixels: predictor.forward(pixels)[0]), 224
+        unfolded = copy.deepcopy(network).eval().requires_grad_(False)
+        unfolded.backbone.to(torch.bfloat16, memory_format=torch.channels_last)
+        predictor.run = unfolded
+    return (lambda pixels: predictor.forward(pixels).scores), 224
 
 
 def median_seconds(run, pixels: torch.Tensor, warmup: int, iterations: int) -> tuple[float, float]:

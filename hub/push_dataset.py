@@ -13,7 +13,10 @@ from pathlib import Path
 
 from huggingface_hub import HfApi
 
-from memorability.publishing import add_push_arguments, run_push, stage_dataset
+from memorability.publishing import stage_dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # push_options, beside this script
+from push_options import add_push_arguments, run_push  # noqa: E402
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "dataset_card.md"
 

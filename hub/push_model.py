@@ -14,7 +14,10 @@ from pathlib import Path
 
 from huggingface_hub import HfApi
 
-from memorability.publishing import add_push_arguments, find_eval_results, find_train_results, run_push, stage_model
+from memorability.publishing import find_eval_results, find_train_results, stage_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # push_options, beside this script
+from push_options import add_push_arguments, run_push  # noqa: E402
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "model_card.md"
 

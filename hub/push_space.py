@@ -13,7 +13,10 @@ from pathlib import Path
 
 from huggingface_hub import HfApi
 
-from memorability.publishing import add_push_arguments, run_push, stage_space
+from memorability.publishing import stage_space
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # push_options, beside this script
+from push_options import add_push_arguments, run_push  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -60,24 +60,16 @@ class Entry:
     size: int = 0
 
 
-class ImageEntries(Sequence):
-    """Image sources by index: a file's path (the loader reads it) or a zip member's bytes, read on access.
+class MemberReader:
+    """Reads entries for one process: a file's path as it is (the loader reads it), a zip member's bytes up to its
+    declared size. One zip is open at a time: entries are read in order, so each zip is opened once more after its
+    directory was counted. Not for several threads at once; close it when done."""
 
-    Indexing a refused entry raises `EntryError`, which scorers turn into an error row like any unreadable image
-    (`MemorabilityPredictor.score_images`). One zip is open at a time: entries are read in order, so each zip is
-    opened once more after its directory was counted. Not for several threads at once; close it when done.
-    """
-
-    def __init__(self, entries: list[Entry]):
-        self.entries = entries
-        self.names = [entry.name for entry in entries]
+    def __init__(self) -> None:
         self._open: tuple[str, zipfile.ZipFile] | None = None
 
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __getitem__(self, index: int) -> str | bytes:
-        entry = self.entries[index]
+    def read(self, entry: Entry) -> str | bytes:
+        """The entry's source, or `EntryError` (a refused or unreadable entry: its row says why)."""
         if entry.error is not None:
             raise EntryError(entry.error)
         if entry.member is None:
@@ -103,6 +95,28 @@ class ImageEntries(Sequence):
         if self._open is not None:
             self._open[1].close()
             self._open = None
+
+    def __getstate__(self) -> dict:  # a DataLoader worker gets its own reader, with no zip open yet
+        return {"_open": None}
+
+
+class ImageEntries(Sequence):
+    """Image sources by index (see `MemberReader`); indexing a refused entry raises `EntryError`, which the batch
+    engine turns into an error row like any unreadable image (`memorability.batch_scoring.score_images`)."""
+
+    def __init__(self, entries: list[Entry]):
+        self.entries = entries
+        self.names = [entry.name for entry in entries]
+        self.reader = MemberReader()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> str | bytes:
+        return self.reader.read(self.entries[index])
+
+    def close(self) -> None:
+        self.reader.close()
 
     def __enter__(self) -> "ImageEntries":
         return self
@@ -198,4 +212,4 @@ def escapes(name: str) -> bool:
     return name.startswith(("/", "\\")) or ".." in parts or bool(parts and parts[0].endswith(":"))
 
 
-__all__ = ["Budget", "BudgetError", "EntryError", "ImageEntries", "expand"]
+__all__ = ["Budget", "BudgetError", "Entry", "EntryError", "ImageEntries", "MemberReader", "expand", "zip_entries"]

@@ -17,9 +17,9 @@ from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard,
 from . import __version__
 from .ablations import ABLATIONS
 from .configuration_memorability import MemorabilityConfig
-from .data import SPLIT_INDICES, DataError
-from .demo import DEMO_NOTICE
-from .evaluation import describe_data
+from .data import SPLIT_INDICES, describe_data
+from .tables import DataError
+from .cache_paths import DEMO_NOTICE
 from .presets import BACKBONES, DEFAULT_WEIGHTS
 
 TASK = {"task_type": "image-regression", "task_name": "Image memorability (regression)"}

@@ -1,8 +1,10 @@
-"""Configuration of the memorability regressor: a ResNet backbone and a small MLP head."""
+"""Configuration of the memorability regressor: a transformers vision backbone and a small MLP head."""
 
 from huggingface_hub.dataclasses import strict
-from transformers import PretrainedConfig, ResNetConfig
+from transformers import AutoConfig, PretrainedConfig
 from transformers.configuration_utils import SubConfigSpec
+
+from .backbones import backbone_family
 
 
 @strict
@@ -12,36 +14,44 @@ class MemorabilityConfig(PretrainedConfig):
     `model.safetensors` rebuild it exactly.
 
     Args:
-        backbone_config (`ResNetConfig` or `dict`, *optional*):
-            The ResNet backbone. Defaults to ResNet50 (`microsoft/resnet-50`'s architecture). A ResNet-18 or a tiny
-            ResNet works too: the head's input width follows `backbone_config.hidden_sizes[-1]`.
+        backbone_config (`PretrainedConfig` or `dict`, *optional*):
+            The vision backbone, built through transformers' Auto classes: a `ResNetConfig` (the default, ResNet50:
+            `microsoft/resnet-50`'s architecture), `ConvNextConfig`, `Dinov2Config`, `ViTConfig`, `CLIPVisionConfig`
+            or `SiglipVisionConfig`. A dict is resolved by its `model_type` (ResNet when it has none, as in configs
+            saved before other backbones were supported).
         head_hidden_sizes (`list[int]`, *optional*, defaults to `(512, 256)`):
             Widths of the hidden layers of the regression head (each Linear → ReLU → Dropout).
         head_dropout (`float`, *optional*, defaults to 0.3):
             Dropout after each hidden layer of the head.
         sigmoid_output (`bool`, *optional*, defaults to `True`):
-            Squash the score into [0, 1], the range of LaMem's human scores.
+            Squash the score into [0, 1], the range of LaMem's human scores. Heads fitted on frozen embeddings
+            (`train/fit_head.py`) regress the score directly and leave it off.
+        num_heads (`int`, *optional*, defaults to 1):
+            Heads of the same shape on the same embeddings; the score is their mean and `uncertainty` their spread
+            (one head per LaMem split index in a fitted ensemble).
     """
 
     model_type = "memorability"
-    sub_configs_defaults = {"backbone_config": SubConfigSpec(config_class=ResNetConfig, model_type="resnet")}
+    sub_configs_defaults = {"backbone_config": SubConfigSpec(config_class=AutoConfig, model_type="resnet")}
 
-    backbone_config: dict | ResNetConfig | None = None
+    backbone_config: dict | PretrainedConfig | None = None
     head_hidden_sizes: list[int] | tuple[int, ...] = (512, 256)
     head_dropout: float = 0.3
     sigmoid_output: bool = True
+    num_heads: int = 1
 
     def __post_init__(self, **kwargs):
         self.head_hidden_sizes = list(self.head_hidden_sizes)
-        if isinstance(self.backbone_config, dict):
-            # transformers resolves a backbone dict by its model_type; ours is always a ResNet.
+        if isinstance(self.backbone_config, dict) and "model_type" not in self.backbone_config:
             self.backbone_config = {"model_type": "resnet", **self.backbone_config}
         super().__post_init__(**kwargs)
+        backbone_family(self.backbone_config)  # an unsupported backbone fails here, in one sentence
 
     @property
     def embedding_size(self) -> int:
-        """Width of the pooled backbone features that the head reads (2048 for ResNet50)."""
-        return self.backbone_config.hidden_sizes[-1]
+        """Width of the pooled backbone features that the head reads (2048 for ResNet50, 768 for a ViT-B)."""
+        sizes = getattr(self.backbone_config, "hidden_sizes", None)
+        return sizes[-1] if sizes else self.backbone_config.hidden_size
 
 
 __all__ = ["MemorabilityConfig"]

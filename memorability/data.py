@@ -11,7 +11,6 @@ same order as the folder it was built from.
 """
 
 import csv
-import json
 import logging
 import os
 import re
@@ -21,47 +20,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-from datasets import Dataset, DatasetDict, Features, Image, Value, load_dataset
-from datasets.arrow_writer import get_parquet_column_options, get_writer_batch_size_from_data_size
-from datasets.config import DEFAULT_CDC_OPTIONS
-from datasets.table import embed_table_storage
-from huggingface_hub import snapshot_download
-from huggingface_hub.errors import HfHubHTTPError
+from datasets import Dataset, DatasetDict
 
-from .errors import MemorabilityError
+from .tables import (
+    FEATURES,
+    SPLIT_INDICES,
+    SPLITS,
+    TABLE_FEATURES,
+    DataError,
+    parquet_files,
+    read_table,
+    split_table,
+    table_files,
+    table_provenance,
+    table_split_sizes,
+)
 
-SPLITS = ("train", "validation", "test")
-SPLIT_INDICES = (1, 2, 3, 4, 5)
 # How split files and CSV `split` values name the splits; "val" is LaMem's word for validation.
 SPLIT_FILE_PREFIX = {"train": "train", "validation": "val", "test": "test"}
 SPLIT_NAMES = {"train": "train", "validation": "validation", "val": "validation", "test": "test"}
-FEATURES = Features({"image": Image(), "score": Value("float32"), "image_id": Value("string")})
-TABLE_FEATURES = Features(
-    {
-        "image": Image(),
-        "image_id": Value("string"),
-        **{f"score_{i}": Value("float32") for i in SPLIT_INDICES},
-        **{f"split_{i}": Value("string") for i in SPLIT_INDICES},
-        **{f"order_{i}": Value("int32") for i in SPLIT_INDICES},
-    }
-)
 SPLIT_LINE = re.compile(r"(?P<image_id>[^\s/\\]+)\.jpg (?P<score>\S+)")
 HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 CSV_COLUMNS = ("image", "score")
 RANDOM_SPLIT = (0.8, 0.1)  # train and validation fractions of a CSV without a split column; test gets the rest
-ROWS_PER_SHARD = 5000  # about 230 MB of LaMem JPEGs (46 kB on average) per Parquet file, under the Hub's 500 MB habit
 ON_MISSING = ("error", "drop")
-# The key in each Parquet file's footer under which `save_table` records where the table came from (`describe_data`'s
-# verdict on the folder it was built from); no other writer puts it there.
-PROVENANCE_KEY = b"memorability.provenance"
+LAMEM_SPLIT_SIZES = {"train": 45_000, "validation": 3_741, "test": 10_000}  # per split index, for all five
+SAMPLE_DATA_MARKER = "clean_scores.csv"  # what `memorability sample-data` writes: generated, never LaMem
 
 logger = logging.getLogger(__name__)
-
-
-class DataError(MemorabilityError, ValueError):
-    """Data that cannot be used as given; the message is one sentence naming the file (and line) at fault."""
 
 
 @dataclass
@@ -297,111 +283,31 @@ def check_partitions(columns: dict[str, dict[str, object]], root: Path) -> None:
             )
 
 
-def save_table(
-    table: Dataset,
-    out_dir: str | os.PathLike,
-    rows_per_shard: int = ROWS_PER_SHARD,
-    provenance: dict | None = None,
-) -> list[Path]:
-    """Write `data/train-0000k-of-0000n.parquet` shards with image bytes embedded, as `push_to_hub` lays them out.
+def describe_data(source: str | os.PathLike) -> dict[str, object]:
+    """What the data is, for every figure measured on it: a name, its kind, and whether it is real LaMem.
 
-    `provenance` (what the table is, as `describe_data` said of its source) goes into every file's footer.
+    A folder is LaMem when its fifteen split files have LaMem's sizes and it is not our generated sample data. A
+    Parquet table (local or on the Hub) is LaMem only when its own files say so (`save_table` records the verdict on
+    the folder `push_dataset` built it from) and its split columns still have LaMem's sizes: any other table, such as
+    generated data saved as one, is named for what is known of it, a Parquet table.
     """
-    data_dir = Path(out_dir) / "data"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    num_shards = max(1, -(-len(table) // rows_per_shard))
-    paths = []
-    for index in range(num_shards):
-        shard = table.shard(num_shards, index, contiguous=True).with_format("arrow")
-        shard = shard.map(embed_table_storage, batched=True, keep_in_memory=True)
-        paths.append(data_dir / f"train-{index:05d}-of-{num_shards:05d}.parquet")
-        write_parquet(shard, paths[-1], provenance)
-    return paths
-
-
-def write_parquet(shard: Dataset, path: Path, provenance: dict | None) -> None:
-    """The file `Dataset.to_parquet` writes (features in the schema, its column options, row groups of at most 100 MB,
-    content-defined chunking for the Hub's deduplication), plus `provenance` in the footer's key-value metadata:
-    it travels inside the file, through `load_dataset("parquet")` and the Hub, and `to_parquet` cannot write it."""
-    rows = shard.with_format("arrow")[:]
-    schema = shard.features.arrow_schema
-    options = get_parquet_column_options(shard.features, schema)
-    with pq.ParquetWriter(
-        path, schema, use_content_defined_chunking=DEFAULT_CDC_OPTIONS, write_page_index=True, **options
-    ) as writer:
-        writer.write_table(rows, row_group_size=get_writer_batch_size_from_data_size(len(rows), rows.nbytes))
-        if provenance is not None:
-            writer.add_key_value_metadata({PROVENANCE_KEY: json.dumps(provenance)})
-
-
-def parquet_files(folder: Path) -> list[Path]:
-    return sorted(path for path in folder.rglob("*.parquet") if path.is_file())
-
-
-def table_files(source: str | os.PathLike, kind: str) -> list[Path]:
-    """The Parquet files of a table: a local folder's, or those of a Hub dataset (downloaded once, then cached)."""
-    return parquet_files(Path(source) if kind == "table" else download_hub_dataset(str(source)))
-
-
-def download_hub_dataset(repo_id: str) -> Path:
-    """A local snapshot of a Hub dataset's Parquet and JSON files (a table, or a neighbour index with its
-    index_info.json), or one sentence saying why there is none."""
-    try:
-        return Path(snapshot_download(repo_id, repo_type="dataset", allow_patterns=["*.parquet", "*.json"]))
-    except (OSError, ValueError, HfHubHTTPError) as error:  # offline, not found, gated: all OSError or ValueError
-        message = f"{repo_id}: not a local path, and the Hugging Face Hub could not load it ({first_sentence(error)})."
-        raise DataError(message) from None
-
-
-def first_sentence(error: BaseException) -> str:
-    """An exception's message up to its first full stop, to fit inside a one-sentence error."""
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return text.split(". ")[0].rstrip(".")
-
-
-def read_table(source: str | os.PathLike, kind: str, cache_dir: str | None) -> Dataset:
-    """The table from a local Parquet folder or the Hub, its columns checked."""
-    files = [str(path) for path in table_files(source, kind)]
-    if not files:
-        raise DataError(f"{source}: holds no Parquet files, so it is not a LaMem table.")
-    table = load_dataset("parquet", data_files=files, split="train", cache_dir=cache_dir)
-    absent = [name for name in TABLE_FEATURES if name not in table.column_names]
-    if absent:
-        raise DataError(f"{source}: not a LaMem table, missing column(s) {', '.join(absent)}.")
-    return table
-
-
-def table_provenance(files: list[Path]) -> dict | None:
-    """What `save_table` recorded about the table's source, when every file carries the same record; else None."""
-    records = {(pq.ParquetFile(path).metadata.metadata or {}).get(PROVENANCE_KEY) for path in files}
-    if len(records) != 1 or None in records:
-        return None
-    try:
-        record = json.loads(records.pop())
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def table_split_sizes(files: list[Path]) -> dict[int, dict[str, int]]:
-    """Rows per split (train / validation / test) of every split index, read from the split columns alone."""
-    columns = [f"split_{index}" for index in SPLIT_INDICES]
-    try:
-        table = pq.read_table([str(path) for path in files], columns=columns)
-    except (OSError, ValueError, KeyError):  # not our table: a column is missing
-        return {}
-    return {
-        index: {item["values"].as_py(): item["counts"].as_py() for item in pc.value_counts(table[f"split_{index}"])}
-        for index in SPLIT_INDICES
-    }
-
-
-def split_table(table: Dataset, index: int) -> DatasetDict:
-    """Split index `index` of the table: its rows per split in split-file order, with score_i as `score`."""
-    frame = table.select_columns([f"split_{index}", f"order_{index}"]).to_pandas()
-    splits = {}
-    for name in SPLITS:
-        rows = frame[frame[f"split_{index}"] == name].sort_values(f"order_{index}", kind="stable").index
-        chosen = table.select(rows.to_numpy()).rename_column(f"score_{index}", "score")
-        splits[name] = chosen.select_columns(list(FEATURES))
-    return DatasetDict(splits)
+    kind = detect_source(source)
+    path = Path(source)
+    if kind == "official" and (path / SAMPLE_DATA_MARKER).is_file():
+        return {"name": f"generated sample data ({path.name})", "kind": "sample", "is_lamem": False}
+    if kind == "official":
+        real_sizes = all(
+            sum(1 for _ in split_file(path, role, index).open()) == size
+            for role, size in LAMEM_SPLIT_SIZES.items()
+            for index in SPLIT_INDICES
+        )
+        if real_sizes:
+            return {"name": "LaMem", "kind": kind, "is_lamem": True}
+        return {"name": f"LaMem-format folder ({path.name})", "kind": kind, "is_lamem": False}
+    if kind == "csv":
+        return {"name": f"scored photos ({path.name})", "kind": kind, "is_lamem": False}
+    files = table_files(source, kind)
+    said_lamem = (table_provenance(files) or {}).get("is_lamem") is True
+    if said_lamem and table_split_sizes(files) == dict.fromkeys(SPLIT_INDICES, LAMEM_SPLIT_SIZES):
+        return {"name": "LaMem", "kind": kind, "is_lamem": True}
+    return {"name": f"Parquet table ({path.name if kind == 'table' else source})", "kind": kind, "is_lamem": False}

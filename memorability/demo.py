@@ -1,7 +1,7 @@
 """The demo model: a tiny model trained for a minute on generated sample data, so the app runs on any machine.
 
 No trained memorability model is published yet and these machines cannot download one. The demo model's scores
-mean nothing about real photos; every place that serves it says so (`is_demo_model`).
+mean nothing about real photos; every place that serves it says so (`memorability.cache_paths.is_demo_model`).
 """
 
 import os
@@ -11,38 +11,13 @@ from pathlib import Path
 
 from datasets import concatenate_datasets
 
+from .cache_paths import DEMO_MARKER, DEMO_NOTICE, demo_index_dir, demo_model_dir, sample_data_dir
+from .data import load_lamem
+from .inference import load_predictor
+from .neighbours import build_neighbour_index
 from .sample_data import make_sample_data
 from .training import BEST_DIR, train
 from .training_args import TrainingArguments
-
-CACHE_ENV = "MEMORABILITY_CACHE"
-DEMO_MARKER = "DEMO_MODEL.txt"
-DEMO_NOTICE = (
-    "This is a demo model: a tiny network trained for about a minute on generated pictures (coloured squares with "
-    "texture and a white disc). Its scores say nothing about real photographs.\n"
-)
-
-
-def cache_dir() -> Path:
-    """Where built artefacts live: $MEMORABILITY_CACHE, else ~/.cache/memorability."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "memorability")
-
-
-def demo_model_dir() -> Path:
-    return cache_dir() / "demo-model"
-
-
-def demo_index_dir() -> Path:
-    return cache_dir() / "demo-index"
-
-
-def sample_data_dir() -> Path:
-    return cache_dir() / "sample-data"
-
-
-def is_demo_model(model_dir: str | os.PathLike) -> bool:
-    """Whether a local model folder is the demo model (it carries a marker file)."""
-    return (Path(model_dir) / DEMO_MARKER).is_file()
 
 
 def sample_training_arguments(
@@ -94,10 +69,6 @@ def build_demo_index(
     model_dir: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None, force: bool = False
 ) -> Path:
     """A neighbour index of every sample image under the demo model (built if absent), for the app's galleries."""
-    from .data import load_lamem
-    from .inference import load_predictor
-    from .neighbours import build_neighbour_index
-
     target = Path(out_dir) if out_dir is not None else demo_index_dir()
     if (target / "index_info.json").is_file() and not force:
         return target

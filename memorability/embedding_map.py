@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .neighbours import NeighbourIndex, unit_rows
 
@@ -38,6 +39,21 @@ def project(index: NeighbourIndex) -> dict[str, np.ndarray]:
         "image_id": index.image_ids,
         "explained": explained,
     }
+
+
+def map_points(index: NeighbourIndex) -> pd.DataFrame:
+    """`project`'s columns as a table for an interactive plot (the Space's Explore tab), score on 0–100."""
+    columns = project(index)
+    return pd.DataFrame(
+        {"x": columns["x"], "y": columns["y"], "score": 100 * columns["score"], "image_id": columns["image_id"]}
+    )
+
+
+def points_between(points: pd.DataFrame, x_min: float, x_max: float, limit: int = 12) -> pd.DataFrame:
+    """The points in an x range, at most `limit`, those nearest its middle first: what a drag across the plot
+    selects."""
+    inside = points[(points.x >= x_min) & (points.x <= x_max)]
+    return inside.iloc[(inside.x - (x_min + x_max) / 2).abs().argsort()[:limit]]
 
 
 def plot_embedding_map(index: NeighbourIndex, path: str | os.PathLike) -> Path:

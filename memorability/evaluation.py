@@ -6,76 +6,66 @@ from, and whether that data is LaMem at all: generated sample data in LaMem's fo
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from accelerate import Accelerator
-from torch.utils.data import DataLoader
+from accelerate.utils import gather_object
+from datasets import Dataset
+from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from .data import (
-    SPLIT_INDICES,
-    detect_source,
-    load_lamem,
-    split_file,
-    table_files,
-    table_provenance,
-    table_split_sizes,
-)
+from .batch_scoring import consecutive_batches, score_images
+from .data import SPLIT_INDICES, describe_data, load_lamem
 from .distributed import make_accelerator
-from .inference import load_model
+from .inference import MemorabilityPredictor, load_predictor
 from .metrics import regression_metrics, summarize
-from .transforms import collate_batch, prepare_for_model
+from .scoring_inputs import DatasetImages
 
-LAMEM_SPLIT_SIZES = {"train": 45_000, "validation": 3_741, "test": 10_000}  # per split index, for all five
-SAMPLE_DATA_MARKER = "clean_scores.csv"
 RESULTS_FILE = "eval_results.json"
-PRECISION_TO_MIXED = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
 
-def describe_data(source: str | os.PathLike) -> dict[str, object]:
-    """What the data is, for every figure measured on it: a name, its kind, and whether it is real LaMem.
+@dataclass(frozen=True)
+class SplitScores:
+    """A split's predictions and human scores, image by image in the split's order, without the unreadable images
+    (their errors, one sentence each, are kept)."""
 
-    A folder is LaMem when its fifteen split files have LaMem's sizes and it is not our generated sample data. A
-    Parquet table (local or on the Hub) is LaMem only when its own files say so (`save_table` records the verdict on
-    the folder `push_dataset` built it from) and its split columns still have LaMem's sizes: any other table, such as
-    generated data saved as one, is named for what is known of it, a Parquet table.
-    """
-    kind = detect_source(source)
-    path = Path(source)
-    if kind == "official" and (path / SAMPLE_DATA_MARKER).is_file():
-        return {"name": f"generated sample data ({path.name})", "kind": "sample", "is_lamem": False}
-    if kind == "official":
-        real_sizes = all(
-            sum(1 for _ in split_file(path, role, index).open()) == size
-            for role, size in LAMEM_SPLIT_SIZES.items()
-            for index in SPLIT_INDICES
-        )
-        if real_sizes:
-            return {"name": "LaMem", "kind": kind, "is_lamem": True}
-        return {"name": f"LaMem-format folder ({path.name})", "kind": kind, "is_lamem": False}
-    if kind == "csv":
-        return {"name": f"scored photos ({path.name})", "kind": kind, "is_lamem": False}
-    files = table_files(source, kind)
-    said_lamem = (table_provenance(files) or {}).get("is_lamem") is True
-    if said_lamem and table_split_sizes(files) == dict.fromkeys(SPLIT_INDICES, LAMEM_SPLIT_SIZES):
-        return {"name": "LaMem", "kind": kind, "is_lamem": True}
-    return {"name": f"Parquet table ({path.name if kind == 'table' else source})", "kind": kind, "is_lamem": False}
+    predicted: np.ndarray
+    human: np.ndarray
+    unreadable: list[str]
+
+    def metrics(self) -> dict[str, float]:
+        return regression_metrics(self.predicted, self.human) | {"unreadable": len(self.unreadable)}
 
 
-def predict_loader(model, loader, accelerator: Accelerator, desc: str = "evaluating") -> tuple[np.ndarray, np.ndarray]:
-    """Predictions and human scores for a whole loader, exact across processes (`gather_for_metrics`)."""
-    model.eval()
-    predictions, targets = [], []
-    with torch.no_grad():
-        for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
-            with accelerator.autocast():
-                scores = model(pixel_values=batch["pixel_values"]).scores.float()
-            scores, labels = accelerator.gather_for_metrics((scores, batch["labels"].float()))
-            predictions.append(scores.cpu())
-            targets.append(labels.cpu())
-    return torch.cat(predictions).numpy(), torch.cat(targets).numpy()
+def score_split(
+    predictor: MemorabilityPredictor,
+    dataset: Dataset,
+    accelerator: Accelerator,
+    desc: str = "evaluating",
+    num_workers: int = 0,
+) -> SplitScores:
+    """Score a split (`image`, `score`, `image_id`) over every process with the one batch engine: each process takes
+    a contiguous share, and accelerate's `gather_object` brings the rows together in the split's order, each image
+    exactly once whatever the number of processes."""
+    rank, processes = accelerator.process_index, accelerator.num_processes
+    share = range(rank * len(dataset) // processes, (rank + 1) * len(dataset) // processes)
+    ids = dataset["image_id"]
+    with tqdm(total=len(share), desc=desc, leave=False, disable=not accelerator.is_local_main_process) as bar:
+        rows = score_images(
+            predictor, DatasetImages(dataset), ids, consecutive_batches(share.start, share.stop, predictor.batch_size),
+            num_workers, bar,
+        )  # fmt: skip
+        mine = [(index, row.score, row.error) for index, row in zip(share, rows)]
+    gathered = sorted(gather_object(mine))
+    human = np.asarray(dataset["score"], dtype=np.float64)
+    kept = [(index, score) for index, score, error in gathered if error is None]
+    return SplitScores(
+        predicted=np.array([score for _, score in kept], dtype=np.float64),
+        human=human[[index for index, _ in kept]],
+        unreadable=[error for _, _, error in gathered if error is not None],
+    )
 
 
 def evaluate_model(
@@ -86,21 +76,18 @@ def evaluate_model(
     precision: str = "fp32",
     num_workers: int = 2,
 ) -> dict:
-    """Score the test split(s) of `data`; write eval_results.json and a scatter plot to `out_dir` if given."""
-    accelerator = make_accelerator(mixed_precision=PRECISION_TO_MIXED[precision])
-    model, processor = load_model(model_source)
-    model = accelerator.prepare_model(model, evaluation_mode=True)
+    """Score the test split(s) of `data` as `memorability predict` would (the predictor's fast copy, in
+    `precision`); write eval_results.json and a scatter plot to `out_dir` if given."""
+    accelerator = make_accelerator()
+    predictor = load_predictor(model_source, accelerator.device, precision, batch_size)
     described = describe_data(data)
     indices = SPLIT_INDICES if described["kind"] != "csv" else (1,)
     per_split, pairs = {}, {}
     for index in indices:
-        test = prepare_for_model(load_lamem(data, split=index)["test"], processor, train=False)
-        loader = accelerator.prepare_data_loader(
-            DataLoader(test, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_batch)
-        )
-        predicted, human = predict_loader(model, loader, accelerator, desc=f"test split {index}")
-        per_split[str(index)] = regression_metrics(predicted, human)
-        pairs[str(index)] = (predicted, human)
+        test = load_lamem(data, split=index)["test"]
+        scores = score_split(predictor, test, accelerator, f"test split {index}", num_workers)
+        per_split[str(index)] = scores.metrics()
+        pairs[str(index)] = (scores.predicted, scores.human)
     results = {
         "model": str(model_source),
         "data": described,
@@ -118,13 +105,9 @@ def evaluate_model(
 
 
 def plot_scatter(pairs: dict[str, tuple[np.ndarray, np.ndarray]], data_name: str, path: Path) -> None:
-    """Predicted against human score, one colour per split, ρ in the legend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(5.5, 5), dpi=120)
+    """Predicted against human score, one colour per split, ρ in the legend (a figure of its own: no pyplot state)."""
+    figure = Figure(figsize=(5.5, 5), dpi=120)
+    axes = figure.subplots()
     for index, (predicted, human) in pairs.items():
         rho = regression_metrics(predicted, human)["spearman"]
         axes.scatter(human, predicted, s=6, alpha=0.5, label=f"split {index}: ρ = {rho:.3f}")
@@ -134,7 +117,6 @@ def plot_scatter(pairs: dict[str, tuple[np.ndarray, np.ndarray]], data_name: str
     axes.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
     figure.savefig(path)
-    plt.close(figure)
 
 
 def format_table(results: dict) -> str:

@@ -13,9 +13,11 @@ from .inference import MemorabilityPredictor
 
 @dataclass(frozen=True)
 class Analysis:
-    """A photo as the model sees it: its score, its embedding (for neighbours) and a heat map at input size."""
+    """A photo as the model sees it: its score (and the spread of the model's heads around it), its embedding (for
+    neighbours) and a heat map at input size."""
 
     score: float
+    uncertainty: float
     embedding: np.ndarray
     view: Image.Image
     heat_map: np.ndarray
@@ -37,10 +39,9 @@ class AblationEffect:
 def explain_batch(
     predictor: MemorabilityPredictor, pixel_values: torch.Tensor, method: str = DEFAULT_CAM_METHOD
 ) -> CamResult:
-    """Scores, embeddings and heat maps from one pass of the predictor's scoring backbone: the scores are the ones
+    """Scores, embeddings and heat maps from one pass of the predictor's scoring copy: the scores are the ones
     `predictor.forward` gives, at the cost of one forward and a short backward."""
-    pixel_values = predictor.prepare(pixel_values)
-    return grad_cam(predictor.model, pixel_values, method=method, backbone=predictor.scoring_backbone)
+    return grad_cam(predictor.scoring_model, predictor.prepare(pixel_values), method=method)
 
 
 def analyse(predictor: MemorabilityPredictor, image: Image.Image, method: str = DEFAULT_CAM_METHOD) -> Analysis:
@@ -48,6 +49,7 @@ def analyse(predictor: MemorabilityPredictor, image: Image.Image, method: str = 
     cam = explain_batch(predictor, predictor.preprocess([image]), method)
     return Analysis(
         score=float(cam.scores[0]),
+        uncertainty=float(cam.uncertainty[0]),
         embedding=cam.embeddings[0],
         view=model_view(image, predictor.processor),
         heat_map=cam.maps[0],

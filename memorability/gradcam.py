@@ -1,11 +1,13 @@
 """Grad-CAM and Grad-CAM++ of the memorability score: which regions of a picture the score rests on.
 
 Three ideas, three places, as in pytorch-grad-cam:
-- what to explain: the target, here the model's scalar score itself (`score_from`);
-- how to capture: the activations of one backbone layer and the score's gradient with respect to them
-  (`capture`). The forward pass is split at that layer instead of hooked: the part before it runs without autograd
-  (no graph kept), and ONE `torch.autograd.grad` call to the activations skips every weight gradient, which is most of
-  what `loss.backward()` costs. Nothing is registered on the model, so nothing is left behind;
+- what to explain: the target, here the model's scalar score itself (`MemorabilityModel.forward_from`);
+- how to capture: the feature map of one of the model's declared feature blocks (`feature_info`; a transformer's
+  patch tokens reshaped to their grid) and the score's gradient with respect to it (`capture`). The forward pass is
+  split at that block instead of hooked: the part before it runs without autograd (no graph kept), and ONE
+  `torch.autograd.grad` call to the activations skips every weight gradient, which is most of what
+  `loss.backward()` costs. Nothing is registered on the model, so nothing is left behind and two threads can
+  explain with one model at once;
 - how to show: `overlay`, independent of the method, on the picture as the model saw it (`model_view`).
 
 Methods are small functions from (activations, gradients) to channel weights, chosen by name in `METHODS`.
@@ -21,10 +23,8 @@ from PIL import Image
 from torch import nn
 
 from .errors import MemorabilityError
-from .modeling_memorability import MemorabilityModel
+from .modeling_memorability import MemorabilityModel, MemorabilityOutput
 
-EMBEDDER = "backbone.embedder"
-STAGE_PREFIX = "backbone.encoder.stages."
 # Keeps Grad-CAM++'s alpha finite where gradients vanish; pytorch-grad-cam's value, so that maps agree with it.
 PLUS_PLUS_EPS = 1e-6
 
@@ -37,11 +37,12 @@ class CamError(MemorabilityError, ValueError):
 
 @dataclass(frozen=True)
 class CamResult:
-    """Maps (B, H, W) float32 in [0, 1] at input resolution, and the scores (B,) and embeddings (B, D) of the same
-    forward pass."""
+    """Maps (B, H, W) float32 in [0, 1] at input resolution, and the scores (B,), uncertainties (B,) and embeddings
+    (B, D) of the same forward pass."""
 
     maps: np.ndarray
     scores: np.ndarray
+    uncertainty: np.ndarray
     embeddings: np.ndarray
     method: str
     layer: str
@@ -69,69 +70,40 @@ METHODS: dict[str, WeightFunction] = {"gradcam": gradcam_weights, "gradcam++": g
 DEFAULT_CAM_METHOD = "gradcam++"
 
 
-def backbone_layers(model: MemorabilityModel, backbone: nn.Module | None = None) -> dict[str, nn.Module]:
-    """The layers a map can be taken at, input side first: the stem, then every residual stage of the config.
-
-    `backbone` (default `model.backbone`) is another copy of the same architecture to run instead, such as a
-    predictor's scoring backbone (batch norm folded, bf16), so that maps come from the pass that gives its scores.
-    """
-    backbone = model.backbone if backbone is None else backbone
-    stages = backbone.encoder.stages
-    return {EMBEDDER: backbone.embedder} | {f"{STAGE_PREFIX}{i}": stage for i, stage in enumerate(stages)}
-
-
-def default_layer(model: MemorabilityModel) -> str:
-    """The last stage: the deepest, most semantic map; its resolution is the input's / 32."""
-    return list(backbone_layers(model))[-1]
-
-
-def split_at(
-    model: MemorabilityModel, layer: str, backbone: nn.Module | None = None
-) -> tuple[list[nn.Module], list[nn.Module]]:
-    """The backbone blocks up to and including `layer`, and those after it."""
-    layers = backbone_layers(model, backbone)
-    if layer not in layers:
-        raise CamError(f"Unknown layer '{layer}'; choose one of {', '.join(layers)}.")
-    cut = list(layers).index(layer) + 1
-    blocks = list(layers.values())
-    return blocks[:cut], blocks[cut:]
-
-
-def score_from(
-    model: MemorabilityModel, blocks_after: list[nn.Module], activations: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The target, the model's scores (B,), and the embeddings (B, D) on the way, computed from a layer's
-    activations through the blocks after it; pooling and head in float32, as `MemorabilityPredictor.forward`."""
-    hidden = activations
-    for block in blocks_after:
-        hidden = block(hidden)
-    embeddings = model.pool(hidden.float())
-    return model.forward_head(embeddings), embeddings
+def layer_names(model: MemorabilityModel) -> list[str]:
+    """The layers a map can be taken at, input side first: the model's declared feature blocks."""
+    return [info.module for info in model.feature_info]
 
 
 def capture(
-    model: MemorabilityModel, pixel_values: torch.Tensor, layer: str, backbone: nn.Module | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Activations (B, C, h, w) of `layer`, scores (B,), embeddings (B, D) and d score / d activations, from one
-    split forward pass of `backbone` (default `model.backbone`) and the model's head.
+    model: MemorabilityModel, pixel_values: torch.Tensor, layer: str
+) -> tuple[torch.Tensor, torch.Tensor, MemorabilityOutput]:
+    """Feature map (B, C, h, w) of `layer`, d score / d feature map, and the model's output, from one forward pass
+    split at that layer: the blocks up to it without autograd, the rest (`forward_from`) with it.
 
     Safe under `torch.no_grad()` / `torch.inference_mode()`: gradients are switched on here, on a clone of the input
-    made outside inference mode. Parameters keep their `requires_grad` and never receive a `.grad`.
+    made outside inference mode. Parameters keep their `requires_grad` and never receive a `.grad`. Nothing is
+    registered on the model, so two threads may explain with the same model at once.
     """
-    blocks_before, blocks_after = split_at(model, layer, backbone)
-    if model.training or (backbone is not None and backbone.training):
+    names = layer_names(model)
+    if layer not in names:
+        raise CamError(f"Unknown layer '{layer}'; choose one of {', '.join(names)}.")
+    if model.training:
         raise CamError("The model is in training mode (batch norm would mix the images); call model.eval() first.")
-    parameter = next(blocks_before[0].parameters())
+    cut = names.index(layer) + 1
+    size = tuple(pixel_values.shape[-2:])
+    parameter = next(model.backbone.parameters())
     with torch.inference_mode(False):
         hidden = pixel_values.to(parameter.device, parameter.dtype).clone()
         with torch.no_grad():
-            for block in blocks_before:
+            for _, block in model.feature_blocks()[:cut]:
                 hidden = block(hidden)
         activations = hidden.requires_grad_()
         with torch.enable_grad():
-            scores, embeddings = score_from(model, blocks_after, activations)
-            (gradients,) = torch.autograd.grad(scores.sum(), activations)
-    return activations.detach(), scores.detach(), embeddings.detach(), gradients
+            output = model.forward_from(activations, start=cut)
+            (gradients,) = torch.autograd.grad(output.scores.sum(), activations)
+    output = MemorabilityOutput(**{key: value.detach() for key, value in output.items()})
+    return model.feature_map(activations.detach(), size), model.feature_map(gradients, size), output
 
 
 def weighted_maps(activations: torch.Tensor, weights: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -149,23 +121,25 @@ def grad_cam(
     pixel_values: torch.Tensor,
     method: str = DEFAULT_CAM_METHOD,
     layer: str | None = None,
-    backbone: nn.Module | None = None,
 ) -> CamResult:
     """Maps of the regions that raise the score of each image in a batch (B, 3, H, W), with the scores and
     embeddings of the same pass.
 
-    `method` is a key of `METHODS`; `layer` a key of `backbone_layers(model)` (default: the last stage); `backbone`
-    runs instead of `model.backbone` (see `backbone_layers`); the input keeps its memory format.
+    `method` is a key of `METHODS`; `layer` one of `layer_names(model)` (default: `model.default_cam_layer()`, the
+    last CNN stage, or the last transformer block whose patch tokens reach the pooled output). `model` may be any
+    copy of a memorability model, such as a predictor's fast scoring copy (batch norm folded, bf16): the maps then
+    come from the pass that gives its scores. The input keeps its memory format.
     """
     if method not in METHODS:
         raise CamError(f"Unknown Grad-CAM method '{method}'; choose one of {', '.join(METHODS)}.")
-    layer = layer or default_layer(model)
-    activations, scores, embeddings, gradients = capture(model, pixel_values, layer, backbone)
+    layer = layer or model.default_cam_layer()
+    activations, gradients, output = capture(model, pixel_values, layer)
     maps = weighted_maps(activations, METHODS[method](activations, gradients), tuple(pixel_values.shape[-2:]))
     return CamResult(
         maps=maps.cpu().numpy(),
-        scores=scores.float().cpu().numpy(),
-        embeddings=embeddings.cpu().numpy(),
+        scores=output.scores.float().cpu().numpy(),
+        uncertainty=output.uncertainty.float().cpu().numpy(),
+        embeddings=output.embeddings.float().cpu().numpy(),
         method=method,
         layer=layer,
     )
@@ -208,14 +182,11 @@ __all__ = [
     "CamError",
     "CamResult",
     "ScoreOutput",
-    "backbone_layers",
     "capture",
-    "default_layer",
     "grad_cam",
     "gradcam_plus_plus_weights",
     "gradcam_weights",
+    "layer_names",
     "model_view",
     "overlay",
-    "score_from",
-    "split_at",
 ]

@@ -11,8 +11,13 @@ from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 DEFAULT_IMAGE_SIZE = 224
 
 
-def make_image_processor(image_size: int = DEFAULT_IMAGE_SIZE) -> ConvNextImageProcessor:
-    """Resize the short side to image_size / 0.875, centre-crop image_size², ImageNet mean/std (as resnet-50)."""
+def make_image_processor(
+    image_size: int = DEFAULT_IMAGE_SIZE,
+    mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN,
+    std: tuple[float, ...] = IMAGENET_DEFAULT_STD,
+) -> ConvNextImageProcessor:
+    """Resize the short side to image_size / 0.875, centre-crop image_size², normalise by `mean`/`std` (ImageNet's,
+    as resnet-50; a pretrained CLIP or SigLIP backbone brings its own: `presets.backbone_processor`)."""
     return ConvNextImageProcessor(
         size={"shortest_edge": image_size},
         crop_pct=0.875,
@@ -20,8 +25,8 @@ def make_image_processor(image_size: int = DEFAULT_IMAGE_SIZE) -> ConvNextImageP
         do_resize=True,
         do_rescale=True,
         do_normalize=True,
-        image_mean=list(IMAGENET_DEFAULT_MEAN),
-        image_std=list(IMAGENET_DEFAULT_STD),
+        image_mean=list(mean),
+        image_std=list(std),
     )
 
 

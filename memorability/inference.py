@@ -2,21 +2,18 @@
 
 import copy
 import os
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
-from torch.utils.data import DataLoader, Dataset
 from safetensors import SafetensorError
 from transformers import AutoImageProcessor
 
+from .batch_scoring import score_images
+from .cache_paths import demo_model_dir
 from .errors import MemorabilityError
-from .images import ImageLoadError, ImageSource, load_image
-from .modeling_memorability import MemorabilityModel, first_line
+from .images import ImageLoadError, ImageSource, describe, load_image
+from .modeling_memorability import MemorabilityModel, MemorabilityOutput, first_line
 from .runtime import cpu_has_fast_bf16, default_device
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -25,15 +22,6 @@ MODEL_ENV = "MEMORABILITY_MODEL"
 
 class ModelLoadError(MemorabilityError, OSError):
     """A model folder or Hub id that cannot be loaded; the message says which and why in one sentence."""
-
-
-@dataclass(frozen=True)
-class ScoredFile:
-    """One row of a batch-scoring run: a score, or the reason there is none."""
-
-    path: str
-    score: float | None
-    error: str | None = None
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
@@ -61,13 +49,14 @@ def load_model(source: str | os.PathLike) -> tuple[MemorabilityModel, object]:
 class MemorabilityPredictor:
     """A model in eval mode on one device and precision, with the image processor it was saved with.
 
-    Scores come from the predictor's own copy of the backbone (`scoring_backbone`): batch norm folded into the
-    convolution before it, in the compute dtype, channels_last on the CPU in bf16/fp16. Folding saves one pass over
-    every feature map (about 4% at batch 32 on our 2-core CPU, within noise at batch 1: bench/inference.py); a copy
-    in the compute dtype beats autocast, which casts every weight again at every call (batch 1 was 7-20% slower).
-    The head stays in fp32, and `model` stays the user's fp32 model, untouched. `compile=True` compiles the scoring
-    backbone with weight freezing: about 10% faster per batch of 32 on our 2-core CPU, but the first batch of each
-    new shape compiles for 20-30 s there, so it pays off only on long runs.
+    Scores come from the predictor's own fast copy of the model (`scoring_model`, made by `scoring_copy`): a
+    `MemorabilityModel` with the same forward and outputs, its backbone in the compute dtype with batch norm folded
+    where the backbone has any, channels_last where that helps (CNNs on the CPU in bf16/fp16). Folding saves one pass
+    over every feature map (about 4% at batch 32 on our 2-core CPU, within noise at batch 1: bench/inference.py); a
+    copy in the compute dtype beats autocast, which casts every weight again at every call (batch 1 was 7-20%
+    slower). The head stays in fp32, and `model` stays the user's fp32 model, untouched. `compile=True` compiles the
+    scoring copy with weight freezing: about 10% faster per batch of 32 on our 2-core CPU, but the first batch of
+    each new shape compiles for 20-30 s there, so it pays off only on long runs.
     """
 
     def __init__(
@@ -81,14 +70,13 @@ class MemorabilityPredictor:
     ):
         self.device = torch.device(device) if device is not None else default_device()
         self.dtype = resolve_precision(precision, self.device)
-        reduced_on_cpu = self.device.type == "cpu" and self.dtype != torch.float32
-        self.memory_format = torch.channels_last if reduced_on_cpu else torch.contiguous_format
         self.model = model.eval().to(self.device)
-        self.scoring_backbone = fold_batch_norm(self.model.backbone).to(self.dtype, memory_format=self.memory_format)
-        self.backbone = (
-            torch.compile(self.scoring_backbone, dynamic=False, options={"freezing": True})
+        self.memory_format = fast_layout(self.model, self.dtype, self.device)
+        self.scoring_model = scoring_copy(self.model, self.dtype, self.memory_format)
+        self.run = (
+            torch.compile(self.scoring_model, dynamic=False, options={"freezing": True})
             if compile
-            else self.scoring_backbone
+            else self.scoring_model
         )
         self.processor = processor
         self.batch_size = batch_size
@@ -103,107 +91,39 @@ class MemorabilityPredictor:
         return pixel_values.to(self.device, self.dtype, memory_format=self.memory_format)
 
     @torch.inference_mode()
-    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores (B,) and embeddings (B, D) in float32 on the CPU: the scoring backbone, then the model's head."""
-        features = self.backbone(self.prepare(pixel_values), return_dict=True).last_hidden_state
-        embeddings = self.model.pool(features.float())
-        return self.model.forward_head(embeddings).float().cpu(), embeddings.cpu()
+    def forward(self, pixel_values: torch.Tensor) -> MemorabilityOutput:
+        """Scores (B,), uncertainties (B,) and embeddings (B, D) in float32 on the CPU, from the scoring copy."""
+        output = self.run(pixel_values=self.prepare(pixel_values), return_dict=True)
+        return MemorabilityOutput(**{key: value.float().cpu() for key, value in output.items()})
 
     def predict(self, images: ImageSource | Sequence[ImageSource]) -> float | np.ndarray:
-        """Score one image (→ float) or a list of images (→ array), batch by batch."""
+        """Score one image (→ float) or a list of images (→ array), batch by batch; an unreadable image raises
+        `ImageLoadError` naming it."""
         if not isinstance(images, (list, tuple)):
             return float(self.predict([images])[0])
-        scores = [
-            self.forward(self.preprocess(images[start : start + self.batch_size]))[0]
-            for start in range(0, len(images), self.batch_size)
-        ]
-        return torch.cat(scores).numpy() if scores else np.zeros(0, dtype=np.float32)
-
-    def score_files(
-        self, paths: Sequence[str | os.PathLike], num_workers: int = 0, progress=None
-    ) -> Iterator[ScoredFile]:
-        """Score files in batches with decoding in `num_workers` processes; unreadable files become error rows.
-
-        Yields one `ScoredFile` per path, in input order. `progress` (a tqdm-like object) is advanced per file.
-        """
-        return self.score_images(paths, [str(path) for path in paths], num_workers, progress)
-
-    def score_images(
-        self,
-        sources: Sequence[ImageSource],
-        names: Sequence[str],
-        num_workers: int = 0,
-        progress=None,
-        batches: Iterable[Sequence[int]] | None = None,
-    ) -> Iterator[ScoredFile]:
-        """Score any indexable collection of images (paths, bytes read lazily ...) named by `names`.
-
-        `batches` (lists of indices, default: consecutive runs of `batch_size`) fixes which images go together and
-        in which order the rows come out, so that a caller can cut the output at its own boundaries.
-        """
-        loader = DataLoader(
-            ImageDataset(sources, names, self.processor),
-            batch_sampler=consecutive_batches(0, len(sources), self.batch_size) if batches is None else batches,
-            num_workers=num_workers,
-            collate_fn=collate_images,
-        )
-        for batch in loader:
-            scores = self.forward(batch["pixel_values"])[0].tolist() if batch["indices"] else []
-            by_index = dict(zip(batch["indices"], scores))
-            if progress is not None:  # before the rows: a consumer may stop at a batch's last row
-                progress.update(len(batch["all_indices"]))
-            for index, error in zip(batch["all_indices"], batch["errors"]):
-                yield ScoredFile(names[index], by_index.get(index), error)
+        scores = []
+        for row in score_images(self, images, [describe(image) for image in images]):
+            if row.error is not None:
+                raise ImageLoadError(row.error)
+            scores.append(row.score)
+        return np.asarray(scores, dtype=np.float32)
 
 
-class ImageDataset(Dataset):
-    """Decode and preprocess images (in DataLoader workers), turning unreadable ones into error messages."""
-
-    def __init__(self, sources: Sequence[ImageSource], names: Sequence[str], processor):
-        self.sources = sources
-        self.names = names
-        self.processor = processor
-
-    def __len__(self) -> int:
-        return len(self.sources)
-
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
-        try:
-            image = load_image(self.sources[index], name=Path(self.names[index]).name)
-        except ImageLoadError as error:
-            return index, None, str(error)
-        return index, self.processor(image, return_tensors="pt")["pixel_values"][0], None
+def fast_layout(model: MemorabilityModel, dtype: torch.dtype, device: torch.device) -> torch.memory_format:
+    """channels_last where it helps: a CNN backbone on the CPU in bf16/fp16 (about 2.5x at batch 32 in bf16 on our
+    CPU, see ../shared/README.md); a transformer's tokens have no such layout."""
+    reduced_on_cpu = device.type == "cpu" and dtype != torch.float32
+    return torch.channels_last if reduced_on_cpu and model.family.channels_last else torch.contiguous_format
 
 
-def fold_batch_norm(backbone: nn.Module) -> nn.Module:
-    """An eval-mode copy of a ResNet backbone with every batch norm folded into the convolution before it.
-
-    The same function of the input (up to rounding), for inference only: the folded layers have no running
-    statistics left to train.
-    """
-    folded = copy.deepcopy(backbone).eval().requires_grad_(False)
-    for module in folded.modules():
-        normalization = getattr(module, "normalization", None)
-        if isinstance(normalization, nn.BatchNorm2d) and isinstance(getattr(module, "convolution", None), nn.Conv2d):
-            module.convolution = fuse_conv_bn_eval(module.convolution, normalization)
-            module.normalization = nn.Identity()
-    return folded
-
-
-def consecutive_batches(start: int, stop: int, size: int) -> list[range]:
-    """Indices start..stop-1 cut into runs of at most `size`."""
-    return [range(first, min(first + size, stop)) for first in range(start, stop, size)]
-
-
-def collate_images(items: list[tuple[int, torch.Tensor | None, str | None]]) -> dict:
-    """Stack the decoded images of a batch; keep every index and error so that output order is input order."""
-    good = [(index, pixels) for index, pixels, _ in items if pixels is not None]
-    return {
-        "indices": [index for index, _ in good],
-        "pixel_values": torch.stack([pixels for _, pixels in good]) if good else torch.empty(0),
-        "all_indices": [index for index, _, _ in items],
-        "errors": [error for _, _, error in items],
-    }
+def scoring_copy(model: MemorabilityModel, dtype: torch.dtype, layout: torch.memory_format) -> MemorabilityModel:
+    """An eval-mode, frozen copy of `model` for scoring, with the same forward: the backbone in `dtype` and `layout`,
+    batch norm folded where its family has any (the same function of the input up to rounding; nothing left to
+    train). The head stays in float32."""
+    fast = copy.deepcopy(model).eval().requires_grad_(False)
+    fast.family.fold_batch_norm(fast.backbone)
+    fast.backbone.to(dtype, memory_format=layout)
+    return fast
 
 
 def load_predictor(
@@ -225,8 +145,6 @@ def resolve_model_source(model: str | os.PathLike | None) -> str:
         return str(model)
     if os.environ.get(MODEL_ENV):
         return os.environ[MODEL_ENV]
-    from .demo import demo_model_dir
-
     if (demo_model_dir() / "config.json").is_file():
         return str(demo_model_dir())
     raise ModelLoadError(

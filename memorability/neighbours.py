@@ -23,9 +23,13 @@ from datasets import Dataset, Features, Image, List, Value, concatenate_datasets
 from PIL import Image as PILImage
 from tqdm.auto import tqdm
 
-from .data import HUB_ID, DataError, download_hub_dataset, parquet_files, save_table
+from .batch_scoring import score_images
+from .data import HUB_ID
 from .errors import MemorabilityError
-from .images import ImageSource, load_image
+from .fingerprint import model_fingerprint
+from .images import ImageSource
+from .scoring_inputs import DatasetImages
+from .tables import DataError, download_hub_dataset, parquet_files, save_table
 
 THUMBNAIL_SIZE = 128
 THUMBNAIL_QUALITY = 85
@@ -177,7 +181,7 @@ class NeighbourIndex:
         """The embedding of one image, through the predictor the index was loaded with."""
         if self.predictor is None:
             raise NeighbourError("Querying by image needs the model: load the index with predictor=...")
-        return self.predictor.forward(self.predictor.preprocess([image]))[1][0].numpy()
+        return self.predictor.forward(self.predictor.preprocess([image])).embeddings[0].numpy()
 
     def query_vector(self, query: np.ndarray | torch.Tensor | ImageSource) -> np.ndarray:
         """An embedding (D,) from an embedding (array or tensor) or an image, checked against the index's size."""
@@ -239,8 +243,15 @@ class NeighbourIndex:
         files = parquet_files(folder / "data") if (folder / "data").is_dir() else []
         if not files or not (folder / INFO_FILE).is_file():
             raise NeighbourError(f"{source}: not a neighbour index (expected data/*.parquet and {INFO_FILE}).")
+        info = json.loads((folder / INFO_FILE).read_text())
+        built_with = info.get("model_fingerprint")
+        if predictor is not None and built_with is not None and built_with != model_fingerprint(predictor):
+            raise NeighbourError(
+                f"{source}: this index was built with another model (fingerprint {built_with}); its neighbours would "
+                "not be this model's: build one with train/build_index.py."
+            )
         table = load_dataset("parquet", data_files=[str(path) for path in files], split="train")
-        return cls(table, json.loads((folder / INFO_FILE).read_text()), predictor)
+        return cls(table, info, predictor)
 
 
 def thumbnail_bytes(picture: PILImage.Image) -> dict:
@@ -252,50 +263,66 @@ def thumbnail_bytes(picture: PILImage.Image) -> dict:
     return {"bytes": buffer.getvalue(), "path": None}
 
 
+def indexed_thumbnail(index: int, picture: PILImage.Image) -> dict:
+    """`thumbnail_bytes` as the batch engine's `extract`, made in the worker that decoded the picture."""
+    return thumbnail_bytes(picture)
+
+
 def build_neighbour_index(
     predictor,
     dataset: Dataset,
-    batch_size: int = 32,
     progress: bool = True,
     data_name: str = "",
     model_name: str = "",
+    num_workers: int = 0,
+    rows_per_part: int = 1024,
 ) -> NeighbourIndex:
-    """Score, embed and thumbnail every image of `dataset` (an `image` column; `score` and `image_id` optional).
+    """Score, embed and thumbnail every image of `dataset` (an `image` column; `score` and `image_id` optional) with
+    the one batch engine, `predictor.batch_size` at a time; an unreadable image is left out and counted.
 
     Without `image_id`, rows are named by their position; without `score`, human scores are null. `data_name`
-    and `model_name` are recorded in index_info.json for titles and provenance.
+    and `model_name` are recorded in index_info.json for titles and provenance, with the model's fingerprint, so
+    that the index is never loaded beside another model.
     """
     if "image" not in dataset.column_names:
         raise NeighbourError(f"The dataset has no 'image' column (it has {', '.join(dataset.column_names)}).")
     if len(dataset) == 0:
         raise NeighbourError("The dataset is empty: there is nothing to index.")
+    ids = dataset["image_id"] if "image_id" in dataset.column_names else [str(row) for row in range(len(dataset))]
+    human = dataset["score"] if "score" in dataset.column_names else [None] * len(dataset)
     features = index_features(predictor.model.config.embedding_size)
-    parts, predicted = [], []
+    parts, rows, unreadable = [], [], []
     with tqdm(total=len(dataset), desc="indexing", unit="img", disable=not progress) as bar:
-        for start, batch in zip(range(0, len(dataset), batch_size), dataset.iter(batch_size)):
-            pictures = [load_image(image) for image in batch["image"]]
-            scores, embeddings = predictor.forward(predictor.preprocess(pictures))
-            count = len(pictures)
-            part = {
-                "image_id": batch.get("image_id") or [str(start + offset) for offset in range(count)],
-                "human_score": batch.get("score") or [None] * count,
-                "predicted_score": scores.tolist(),
-                "embedding": list(embeddings.numpy()),
-                "thumbnail": [thumbnail_bytes(picture) for picture in pictures],
-            }
-            parts.append(Dataset.from_dict(part, features=features))
-            predicted.append(scores.numpy())
-            bar.update(count)
+        scored = score_images(
+            predictor, DatasetImages(dataset), ids, num_workers=num_workers, progress=bar,
+            extract=indexed_thumbnail, embeddings=True,
+        )  # fmt: skip
+        for row, score in zip(scored, human):
+            if row.error is not None:
+                unreadable.append(row.error)
+                continue
+            rows.append({"image_id": row.name, "human_score": score, "predicted_score": row.score,
+                         "embedding": row.embedding, "thumbnail": row.extra})  # fmt: skip
+            if len(rows) == rows_per_part:
+                parts.append(Dataset.from_list(rows, features=features))
+                rows = []
+    if rows:
+        parts.append(Dataset.from_list(rows, features=features))
+    if not parts:
+        raise NeighbourError(f"No image of the dataset could be read (the first: {unreadable[0]}).")
+    table = concatenate_datasets(parts)
     info = {
         "model": model_name,
+        "model_fingerprint": model_fingerprint(predictor),
         "data": data_name,
-        "count": len(dataset),
+        "count": len(table),
+        "unreadable": len(unreadable),
         "embedding_size": features["embedding"].length,
-        "predicted_score_quantiles": np.quantile(np.concatenate(predicted), QUANTILE_LEVELS).tolist(),
+        "predicted_score_quantiles": np.quantile(table["predicted_score"], QUANTILE_LEVELS).tolist(),
         "filters": f"more_memorable / more_forgettable: above {MEMORABLE_ABOVE:.0%} / below {FORGETTABLE_BELOW:.0%} "
         f"quantile of the {SCORE_RULE}",
     }
-    return NeighbourIndex(concatenate_datasets(parts), info, predictor)
+    return NeighbourIndex(table, info, predictor)
 
 
 __all__ = ["CosineSearch", "Neighbour", "NeighbourError", "NeighbourIndex", "build_neighbour_index"]

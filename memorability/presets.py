@@ -1,13 +1,14 @@
-"""Named backbones and the one function that builds a fresh model from a name, with or without ImageNet weights."""
+"""Named backbones, and the functions that build a fresh model (and its image processor) from a preset name or from
+any pretrained transformers vision model, with or without its weights."""
 
 import os
 from pathlib import Path
 
-from transformers import ResNetConfig
+from transformers import AutoImageProcessor, ResNetConfig
 
 from .configuration_memorability import MemorabilityConfig
 from .image_processing import DEFAULT_IMAGE_SIZE, make_image_processor
-from .modeling_memorability import MemorabilityModel
+from .modeling_memorability import BackboneWeightsError, MemorabilityModel, backbone_config_of, first_line
 
 # Architectures match the Hub checkpoints named beside them, so their ImageNet weights load key for key.
 BACKBONES: dict[str, tuple[dict, str | None]] = {
@@ -32,23 +33,50 @@ def build_model(
     head_hidden_sizes: list[int] | None = None,
     head_dropout: float | None = None,
 ) -> MemorabilityModel:
-    """A new model: `backbone` names a preset; `backbone_weights` is "default" (the preset's ImageNet checkpoint),
-    "none" (an explicit random initialisation), or a Hub id / local folder of a ResNetForImageClassification."""
-    if backbone not in BACKBONES:
-        raise ValueError(f"Unknown backbone '{backbone}'; choose one of {', '.join(BACKBONES)}.")
-    overrides, default_source = BACKBONES[backbone]
+    """A new model. `backbone` names a preset (`BACKBONES`) or is the Hub id / folder of a pretrained vision model of
+    a supported family (ResNet, ConvNeXt, DINOv2, ViT, CLIP, SigLIP; a full CLIP or SigLIP gives its vision tower).
+    `backbone_weights` is "default" (the preset's ImageNet checkpoint, or the pretrained model's own weights), "none"
+    (an explicit random initialisation), or a Hub id / local folder to load them from, strictly."""
     head = {}
     if head_hidden_sizes is not None:
         head["head_hidden_sizes"] = head_hidden_sizes
     if head_dropout is not None:
         head["head_dropout"] = head_dropout
-    model = MemorabilityModel(MemorabilityConfig(backbone_config=ResNetConfig(**overrides), **head))
+    if backbone in BACKBONES:
+        overrides, default_source = BACKBONES[backbone]
+        config = ResNetConfig(**overrides)
+    else:
+        config, default_source = pretrained_backbone_config(backbone), backbone
+    model = MemorabilityModel(MemorabilityConfig(backbone_config=config, **head))
     source = default_source if backbone_weights == DEFAULT_WEIGHTS else backbone_weights
     if source is None and backbone_weights == DEFAULT_WEIGHTS:
         return model  # the tiny preset has no ImageNet checkpoint: random by design
     if source != NO_WEIGHTS:
         model.load_backbone_weights(source)
     return model
+
+
+def pretrained_backbone_config(source: str):
+    """The vision config of a pretrained model, or a `BackboneWeightsError` naming the presets and the way out."""
+    try:
+        return backbone_config_of(source)
+    except (OSError, ValueError) as error:
+        raise BackboneWeightsError(
+            f"'{source}' is neither a preset ({', '.join(BACKBONES)}) nor a pretrained vision model that could be "
+            f"loaded ({first_line(error)}): pass a preset, a local folder, or a Hub id while online."
+        ) from None
+
+
+def backbone_processor(backbone: str, image_size: int = DEFAULT_IMAGE_SIZE):
+    """Our image processor at `image_size`, normalised as the backbone was pretrained: ImageNet's mean and std for the
+    presets, the pretrained model's own where it ships an image processor (CLIP's and SigLIP's differ)."""
+    if backbone in BACKBONES:
+        return make_image_processor(image_size)
+    try:
+        pretrained = AutoImageProcessor.from_pretrained(backbone)
+    except (OSError, ValueError):
+        return make_image_processor(image_size)
+    return make_image_processor(image_size, tuple(pretrained.image_mean), tuple(pretrained.image_std))
 
 
 def save_untrained_model(

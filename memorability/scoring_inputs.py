@@ -1,8 +1,8 @@
-"""What `memorability predict` scores: image files, folders, a CSV listing images, or a Parquet table of images.
+"""What gets scored: image files, folders, zips, a CSV listing images, a Parquet table, or a `datasets` table.
 
 Every input becomes the same two parallel lists, in input order: a name per image (what the output's `path` column
-says) and a source per image (a path, or a row of a Parquet file read lazily in the DataLoader worker that decodes
-it), so that scoring, sharding and resuming never care where the images came from.
+says) and a source per image (a path, a zip member or a row of a Parquet file, read lazily in the DataLoader worker
+that decodes it), so that scoring, sharding and resuming never care where the images came from.
 """
 
 import csv
@@ -13,28 +13,36 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from datasets import Dataset
+from datasets import Image as ImageFeature
 
+from .archives import Budget, Entry, MemberReader, zip_entries
 from .errors import MemorabilityError
 from .images import list_image_files
 
 IMAGE_COLUMN = "image"
+# A zip given to `memorability predict`: no count or total (the user's own files), but one member may inflate to
+# at most this, so that a lying header cannot take the machine's memory.
+ZIP_BUDGET = Budget(images=2**62, total_bytes=2**62, image_bytes=2**30)
 
 
 @dataclass(frozen=True)
 class TableRow:
     """An image stored in a Parquet file, found by row group so that a worker reads ~100 rows, not the file."""
 
-    file: str
+    path: str
     row_group: int
     row: int
 
 
 class ImageSources(Sequence):
-    """Paths as they are, Parquet rows as their embedded bytes (or stored path); one row group cached per process."""
+    """Paths as they are, zip members as their bytes, Parquet rows as their embedded bytes (or stored path); one zip
+    open and one row group cached per process."""
 
-    def __init__(self, items: list[str | TableRow]):
+    def __init__(self, items: list[str | TableRow | Entry]):
         self.items = items
         self.cached: tuple[tuple[str, int], list[bytes | str]] | None = None
+        self.members = MemberReader()
 
     def __len__(self) -> int:
         return len(self.items)
@@ -43,13 +51,30 @@ class ImageSources(Sequence):
         item = self.items[index]
         if isinstance(item, str):
             return item
-        key = (item.file, item.row_group)
+        if isinstance(item, Entry):
+            return self.members.read(item)
+        key = (item.path, item.row_group)
         if self.cached is None or self.cached[0] != key:
-            column = pq.ParquetFile(item.file).read_row_group(item.row_group, columns=[IMAGE_COLUMN]).column(0)
+            column = pq.ParquetFile(item.path).read_row_group(item.row_group, columns=[IMAGE_COLUMN]).column(0)
             images = column.combine_chunks()
             data, paths = images.field("bytes").to_pylist(), images.field("path").to_pylist()
             self.cached = key, [raw if raw is not None else path for raw, path in zip(data, paths)]
         return self.cached[1][item.row]
+
+
+class DatasetImages(Sequence):
+    """The `image` column of a `datasets` table (a LaMem split), undecoded: each row's bytes (or path) for
+    `memorability.images.load_image`, so that a corrupt image is one error row, not a crash inside `datasets`."""
+
+    def __init__(self, dataset: Dataset):
+        self.column = dataset.select_columns([IMAGE_COLUMN]).cast_column(IMAGE_COLUMN, ImageFeature(decode=False))
+
+    def __len__(self) -> int:
+        return len(self.column)
+
+    def __getitem__(self, index: int) -> str | bytes:
+        image = self.column[index][IMAGE_COLUMN]
+        return image["bytes"] or image["path"]
 
 
 @dataclass
@@ -58,7 +83,7 @@ class ScoringInputs:
     Parquet files the images were listed in (an output must never replace them)."""
 
     names: list[str] = field(default_factory=list)
-    items: list[str | TableRow] = field(default_factory=list)
+    items: list[str | TableRow | Entry] = field(default_factory=list)
     listings: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -70,8 +95,8 @@ class ScoringInputs:
 
     @property
     def files(self) -> list[str]:
-        """The file each image is read from: the image file, or the Parquet file that holds its row."""
-        return [item if isinstance(item, str) else item.file for item in self.items]
+        """The file each image is read from: the image file, or the zip or Parquet file that holds it."""
+        return [item if isinstance(item, str) else item.path for item in self.items]
 
     def add_files(self, paths: Sequence[str | os.PathLike]) -> None:
         self.names.extend(str(path) for path in paths)
@@ -82,7 +107,8 @@ def collect_inputs(inputs: Sequence[str], exclude: Path | None = None) -> Scorin
     """Expand files, folders (recursively), CSV files (column `image`) and Parquet tables into images to score.
 
     A file is kept whatever its extension (an unreadable one becomes an error row), except `.csv` and `.parquet`,
-    which list images; a folder holding Parquet files is a table (as `memorability.data.save_table` writes it).
+    which list images, and `.zip`, whose images are read from it (never extracted; see `memorability.archives`); a
+    folder holding Parquet files is a table (as `memorability.tables.save_table` writes it).
     Folders are searched without `exclude`: the run's own part folder, whose Parquet parts are no input even when
     the output is written inside an input folder.
     """
@@ -96,6 +122,8 @@ def collect_inputs(inputs: Sequence[str], exclude: Path | None = None) -> Scorin
             collected.listings.append(str(path))
         elif path.suffix.lower() == ".parquet" and path.is_file():
             add_table(collected, path)
+        elif path.suffix.lower() == ".zip" and path.is_file():
+            add_zip(collected, path)
         elif path.exists():
             collected.add_files([path])
         else:
@@ -157,3 +185,10 @@ def add_table(collected: ScoringInputs, path: Path) -> None:
         collected.items.extend(TableRow(str(path), group, row) for row in range(rows))
     collected.listings.append(str(path))
     collected.names.extend(name or f"{path}#{row}" for row, name in enumerate(stored))
+
+
+def add_zip(collected: ScoringInputs, path: Path) -> None:
+    """The images of a zip, named `ZIP/member`; refused members (zip-slip, encrypted ...) become error rows."""
+    for entry in zip_entries(str(path), str(path), ZIP_BUDGET):
+        collected.names.append(entry.name if entry.name == str(path) else f"{path}/{entry.name}")
+        collected.items.append(entry)

@@ -29,19 +29,26 @@ from tqdm.auto import tqdm
 
 from .errors import MemorabilityError
 from .fingerprint import chunk_fingerprints, model_fingerprint
-from .inference import MemorabilityPredictor, ScoredFile, consecutive_batches
+from .batch_scoring import ScoredImage, consecutive_batches, score_images
+from .inference import MemorabilityPredictor
 from .run_output import LOCK, OutputError, atomic_file, hold_lock, leftover_temporaries, refuse_unsafe_output
 from .scoring_inputs import ScoringInputs
 
 CHUNK_SIZE = 1024
 MANIFEST = "manifest.json"
-MANIFEST_FORMAT = 2  # 1 named the model by its path: parts of a format-1 folder are never reused
+# 1 named the model by its path; 2 had no uncertainty column: parts of an earlier format are never reused.
+MANIFEST_FORMAT = 3
 RUN_KEYS = ("format", "model", "precision", "chunk_size")  # any change invalidates every part
 PART_NAME = re.compile(r"part-(?P<chunk>\d{6})-rank(?P<rank>\d+)\.parquet")
 PART_SCHEMA = pa.schema(
-    [("index", pa.int64()), ("path", pa.string()), ("score", pa.float64()), ("error", pa.string())]
+    [
+        ("index", pa.int64()),
+        ("path", pa.string()),
+        ("score", pa.float64()),
+        ("uncertainty", pa.float64()),
+        ("error", pa.string()),
+    ]
 )
-CSV_COLUMNS = ("path", "score", "error")
 
 
 @dataclass(frozen=True)
@@ -154,13 +161,14 @@ def remove_parts(folder: Path) -> None:
             folder.rmdir()
 
 
-def write_part(path: Path, start: int, rows: list[ScoredFile]) -> None:
+def write_part(path: Path, start: int, rows: list[ScoredImage]) -> None:
     """A part appears whole or not at all (`atomic_file`)."""
     table = pa.table(
         {
             "index": range(start, start + len(rows)),
-            "path": [row.path for row in rows],
+            "path": [row.name for row in rows],
             "score": [row.score for row in rows],
+            "uncertainty": [row.uncertainty for row in rows],
             "error": [row.error for row in rows],
         },
         schema=PART_SCHEMA,
@@ -182,7 +190,7 @@ def score_chunks(
     """Score the given chunks in one DataLoader pass (batches never straddle chunks), writing each as it completes."""
     spans = [chunk_span(chunk, chunk_size, len(inputs)) for chunk in chunks]
     batches = [batch for span in spans for batch in consecutive_batches(span.start, span.stop, predictor.batch_size)]
-    rows = predictor.score_images(inputs.sources, inputs.names, num_workers, progress, batches=batches)
+    rows = score_images(predictor, inputs.sources, inputs.names, batches, num_workers, progress)
     for chunk, span in zip(chunks, spans):
         write_part(part_path(folder, chunk, rank), span.start, list(islice(rows, len(span))))
 
@@ -197,16 +205,18 @@ def merged_rows(folder: Path, chunks: int) -> Iterator[dict]:
         yield from pq.read_table(finished[chunk]).to_pylist()
 
 
-def write_csv(out: Path, rows: Iterator[dict]) -> tuple[int, int]:
-    """The CSV (path, score, error), written whole or not at all (`atomic_file`); returns (scored, failed)."""
+def write_csv(out: Path, rows: Iterator[dict], uncertainty: bool) -> tuple[int, int]:
+    """The CSV (path, score, [uncertainty,] error), written whole or not at all (`atomic_file`); returns (scored,
+    failed). The uncertainty column is there for a model of several heads: one head's spread is always 0."""
+    columns = ["path", "score", "uncertainty", "error"] if uncertainty else ["path", "score", "error"]
     counts = [0, 0]
     with atomic_file(out) as handle:
         writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
+        writer.writerow(columns)
         for row in rows:
             counts[row["error"] is not None] += 1
-            score = "" if row["score"] is None else f"{row['score']:.6f}"
-            writer.writerow([row["path"], score, row["error"] or ""])
+            numbers = ("" if row[key] is None else f"{row[key]:.6f}" for key in columns[1:-1])
+            writer.writerow([row["path"], *numbers, row["error"] or ""])
     return counts[0], counts[1]
 
 
@@ -258,7 +268,8 @@ def score_to_csv(
         accelerator.wait_for_everyone()
         if not accelerator.is_main_process:
             return None
-        scored, failed = write_csv(out, merged_rows(folder, chunks))
+        ensemble = predictor.model.config.num_heads > 1
+        scored, failed = write_csv(out, merged_rows(folder, chunks), uncertainty=ensemble)
         if not keep_parts:
             remove_parts(folder)
     computed = len(inputs) - sum(len(chunk_span(chunk, chunk_size, len(inputs))) for chunk in finished)

@@ -19,10 +19,10 @@ from tqdm.auto import tqdm
 from .data import load_lamem
 from .errors import MemorabilityError
 from .distributed import make_accelerator
-from .evaluation import predict_loader
-from .image_processing import make_image_processor
+from .evaluation import score_split
+from .inference import MemorabilityPredictor
 from .metrics import regression_metrics
-from .presets import build_model
+from .presets import backbone_processor, build_model
 from .runtime import cpu_has_fast_bf16
 from .training_args import TrainingArguments
 from .transforms import collate_batch, prepare_for_model
@@ -171,6 +171,17 @@ def save_training_state(accelerator: Accelerator, output: Path, step: int, keep:
     accelerator.wait_for_everyone()
 
 
+def validate(accelerator: Accelerator, model, processor, dataset, args: TrainingArguments) -> dict[str, float]:
+    """The validation metrics of the model as it stands, scored as users will score it: the predictor's fast copy in
+    the run's precision, through the one batch engine, over every process."""
+    precision = {"no": "fp32", "bf16": "bf16", "fp16": "fp16"}[accelerator.mixed_precision]
+    predictor = MemorabilityPredictor(
+        accelerator.unwrap_model(model), processor, accelerator.device, precision, args.eval_batch_size
+    )
+    scores = score_split(predictor, dataset, accelerator, "validation", args.num_workers)
+    return regression_metrics(scores.predicted, scores.human)
+
+
 def train(args: TrainingArguments) -> dict:
     """Train, validate every epoch, keep the best model by validation Spearman ρ; returns the run's summary."""
     output = check_output_dir(args)
@@ -183,10 +194,9 @@ def train(args: TrainingArguments) -> dict:
     accelerator.wait_for_everyone()
 
     splits = load_lamem(args.data, split=args.split)
-    processor = make_image_processor(args.image_size)
+    processor = backbone_processor(args.backbone, args.image_size)
     model = build_model(args.backbone, args.backbone_weights, head_dropout=args.head_dropout)
     train_loader = make_loader(prepare_for_model(splits["train"], processor, train=args.augment), args.batch_size, True, args)
-    val_loader = make_loader(prepare_for_model(splits["validation"], processor, train=False), args.eval_batch_size, False, args)
 
     steps_per_epoch = math.ceil(math.ceil(len(splits["train"]) / (args.batch_size * accelerator.num_processes)) / args.gradient_accumulation_steps)
     total_steps = args.epochs * steps_per_epoch
@@ -204,9 +214,7 @@ def train(args: TrainingArguments) -> dict:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, [cosine_with_warmup(total_steps, warmup, frozen), cosine_with_warmup(total_steps, warmup)]
     )
-    model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(
-        model, optimizer, train_loader, val_loader, scheduler
-    )
+    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     state = TrainerState()
     accelerator.register_for_checkpointing(state)
     if args.resume:
@@ -255,7 +263,7 @@ def train(args: TrainingArguments) -> dict:
                     break
         train_seconds += time.perf_counter() - tick
         record_skipped(state, pending_skipped)
-        metrics = regression_metrics(*predict_loader(model, val_loader, accelerator, desc="validation"))
+        metrics = validate(accelerator, model, processor, splits["validation"], args)
         record = {"epoch": epoch, "step": state.step, **{f"val_{k}": v for k, v in metrics.items()}}
         state.history.append(record)
         accelerator.log({f"val/{k}": v for k, v in metrics.items() if k != "n"}, step=state.step)

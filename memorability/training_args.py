@@ -21,9 +21,15 @@ class TrainingArguments:
     data: str | None = option(None, "LaMem folder, a CSV of scored photos, a Parquet table folder or a Hub id.")
     output_dir: str | None = option(None, "Where checkpoints, logs and the best model go.")
     split: int = option(1, "LaMem split index (1..5): its train/val partition and its scores.")
-    backbone: str = option("resnet50", "Backbone preset.", ("resnet50", "resnet18", "tiny"))
+    backbone: str = option(
+        "resnet50",
+        "A preset (resnet50, resnet18, tiny) or the Hub id / folder of a pretrained ResNet, ConvNeXt, DINOv2, ViT, "
+        "CLIP or SigLIP model.",
+    )
     backbone_weights: str = option(
-        "default", "'default' (the preset's ImageNet checkpoint), 'none' (random init), or a Hub id / folder."
+        "default",
+        "'default' (the preset's ImageNet checkpoint, or the pretrained model's own), 'none' (random init), or a Hub "
+        "id / folder.",
     )
     image_size: int = option(224, "Square input size after resize and centre crop.")
     head_dropout: float = option(0.3, "Dropout in the regression head.")

@@ -15,14 +15,12 @@ jobs computing at once on the machine, whichever tabs they come from.
 """
 
 import atexit
-import functools
 import logging
 import os
 import shutil
 import signal
 import sys
 import tempfile
-import traceback
 from pathlib import Path
 
 # Gradio keeps uploads (and our CSVs) under GRADIO_TEMP_DIR: a private folder of ours, inside the one given if any,
@@ -30,41 +28,36 @@ from pathlib import Path
 os.makedirs(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir(), exist_ok=True)
 UPLOAD_DIR = tempfile.mkdtemp(prefix="memorability-uploads-", dir=os.environ.get("GRADIO_TEMP_DIR"))
 os.environ["GRADIO_TEMP_DIR"] = UPLOAD_DIR
-UPLOAD_ROOT = Path(UPLOAD_DIR).resolve()
 atexit.register(shutil.rmtree, UPLOAD_DIR, ignore_errors=True)
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
-from gradio.data_classes import FileData, ImageData  # noqa: E402
-from gradio_client.utils import is_http_url_like  # noqa: E402
 from PIL import Image  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the vendored package when deployed as a Space
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # visitors.py, and the vendored package on a Space
 
 from memorability.ablations import ABLATIONS  # noqa: E402
 from memorability.archives import Budget, expand  # noqa: E402
-from memorability.demo import build_demo_index, build_demo_model, is_demo_model  # noqa: E402
-from memorability.embedding_map import project  # noqa: E402
+from memorability.batch_scoring import score_images  # noqa: E402
+from memorability.cache_paths import is_demo_model  # noqa: E402
+from memorability.demo import build_demo_index, build_demo_model  # noqa: E402
+from memorability.embedding_map import map_points, points_between  # noqa: E402
 from memorability.errors import MemorabilityError  # noqa: E402
 from memorability.explain import DEFAULT_CAM_METHOD, ablation_effects, analyse, count_faces  # noqa: E402
 from memorability.faces import FACE_DETECTOR  # noqa: E402
-from memorability.gradcam import METHODS  # noqa: E402
+from memorability.gradcam import METHODS, overlay  # noqa: E402
 from memorability.images import load_image  # noqa: E402
 from memorability.inference import MODEL_ENV, load_predictor  # noqa: E402
 from memorability.neighbours import NeighbourIndex  # noqa: E402
 from memorability.runtime import tune_allocator  # noqa: E402
+from visitors import MAX_FILE_BYTES, PhotoInput, UploadedFiles, answers_visitors, refusal  # noqa: E402
 
 INDEX_ENV = "MEMORABILITY_INDEX"
-MAX_FILE_BYTES = 20 * 2**20  # one upload, one photo, one image inside a zip
 # One batch request: every image counted (errors included) and its bytes summed before any is read; a zip bomb, or
 # many zips each under the limit, stops here.
 BATCH_BUDGET = Budget(images=500, total_bytes=500 * 2**20, image_bytes=MAX_FILE_BYTES)
 MODEL_JOBS = "model"  # the concurrency_id of every event that runs the model
-LOG = logging.getLogger("memorability.space")
-UNEXPECTED = "Something went wrong on our side; please try again in a moment."
-ONLY_UPLOADS = "This app scores only files uploaded to it, not links or inline data: upload the file itself."
-EXPIRED = "The upload expired while it waited; upload it again."
 
 
 def setting(name: str, default: int) -> int:
@@ -88,90 +81,6 @@ ABLATION_GALLERY_HEIGHT = "min(400px, 64vw)"
 PICTURE_FORMAT = "jpeg"  # how result pictures reach the page: encodes 20× faster than Gradio's default WebP
 
 
-def refusal(message: str) -> gr.Error:
-    """The error a visitor sees, as one sentence; the log gets nothing (its text may name the visitor's file)."""
-    return gr.Error(message, print_exception=False)
-
-
-class UploadedOnly:
-    """For our file inputs: only files uploaded to this app, checked before Gradio acts on a payload.
-
-    Gradio itself would download a payload's `{"path": "https://..."}` from any public server, and decode a
-    `{"url": "data:..."}` into a file that its cache sweep never removes; both are refused here, before either
-    happens. A file's size is checked before anything reads it (a path may name any file in the cache), and a file
-    the sweep removed while its request waited in the queue is said to have expired.
-    """
-
-    async def async_move_resource_to_block_cache(self, url_or_file_path: str | Path | None) -> str | None:
-        if url_or_file_path is not None and is_http_url_like(str(url_or_file_path)):
-            raise refusal(ONLY_UPLOADS)
-        return await super().async_move_resource_to_block_cache(url_or_file_path)
-
-    @staticmethod
-    def uploaded_path(payload: FileData | ImageData) -> str:
-        """The payload's file, if it is one Gradio keeps in our upload folder (an upload, or an example it copied
-        there). Gradio checks a path only in payloads that declare themselves FileData; an ImageData payload without
-        that `meta` reaches us with any path, so the check is made here, for every payload."""
-        if not payload.path or (payload.url or "").startswith("data:"):  # gr.Image takes inline data without a path
-            raise refusal(ONLY_UPLOADS)
-        if is_http_url_like(payload.path) or not Path(payload.path).resolve().is_relative_to(UPLOAD_ROOT):
-            raise refusal(ONLY_UPLOADS)
-        try:
-            size = os.stat(payload.path).st_size
-        except FileNotFoundError:
-            raise refusal(EXPIRED) from None
-        if size > MAX_FILE_BYTES:
-            name = Path(payload.path).name
-            raise refusal(f"{name}: {size / 2**20:.1f} MB is over the {MAX_FILE_BYTES // 2**20} MB limit for one file.")
-        return payload.path
-
-
-class PhotoInput(UploadedOnly, gr.Image):
-    """gr.Image that hands the uploaded file's path to our loader untouched (one clear sentence for a bad file).
-    Used with type="filepath": Gradio's own opening and conversion would fail in its words, or drop transparency
-    instead of compositing it on white."""
-
-    def get_block_name(self) -> str:
-        return "image"  # the stock front end: without this the page waits forever for a "photoinput" component
-
-    def preprocess(self, payload: ImageData | None) -> str | None:
-        return None if payload is None else self.uploaded_path(payload)
-
-
-class UploadedFiles(UploadedOnly, gr.File):
-    """gr.File (several files) that hands over the paths of the uploads in Gradio's cache as they are. Gradio's own
-    "filepath" preprocessing leaves an empty temporary file behind per upload, which its cache sweep never removes;
-    checking the file types is our loader's job (one error row per file)."""
-
-    def get_block_name(self) -> str:
-        return "file"
-
-    def preprocess(self, payload) -> list[str] | None:
-        return None if payload is None else [self.uploaded_path(file) for file in payload.root]
-
-
-def answers_visitors(function):
-    """An event function as visitors meet it: a user mistake (a `MemorabilityError`) comes back as its one sentence,
-    anything unexpected as a generic one, logged as its kind and place in our code. Gradio would send the exception's
-    own text (server paths) and print its traceback (the visitor's file name) instead."""
-
-    @functools.wraps(function)
-    def event(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except gr.Error:
-            raise
-        except MemorabilityError as error:
-            raise refusal(str(error)) from None
-        except Exception as error:  # noqa: BLE001 - whatever it is, the visitor gets a sentence and the log a line
-            frames = traceback.extract_tb(error.__traceback__)
-            where = " < ".join(f"{Path(frame.filename).name}:{frame.lineno} {frame.name}" for frame in frames[::-1])
-            LOG.error("%s failed: %s at %s (its message is not logged)", function.__name__, type(error).__name__, where)
-            raise refusal(UNEXPECTED) from None
-
-    return event
-
-
 def load_resources() -> tuple:
     """The predictor, the neighbour index and whether the demo model serves (building the demo ones if needed)."""
     model = os.environ.get(MODEL_ENV) or str(build_demo_model())
@@ -188,6 +97,7 @@ try:
     PREDICTOR, INDEX, DEMO = load_resources()
 except MemorabilityError as error:  # a bad MEMORABILITY_MODEL or MEMORABILITY_INDEX: one sentence, exit status 1
     sys.exit(f"space/app.py: {error}")
+ENSEMBLE = PREDICTOR.model.config.num_heads > 1  # scores come with the spread of the heads around them
 
 
 def picture_of(image: str | Image.Image | None) -> Image.Image:
@@ -228,34 +138,59 @@ def standing(percentile: float, reference_images: int) -> str:
     return f"Higher than {percentile:.0f}% of {among}"
 
 
+def headline(analysis) -> str:
+    """"Memorability 72.3 / 100", or with the spread of the model's heads: "Memorability 72 ± 4 / 100"."""
+    if ENSEMBLE:
+        return f"## Memorability {100 * analysis.score:.0f} ± {100 * analysis.uncertainty:.0f} / 100"
+    return f"## Memorability {100 * analysis.score:.1f} / 100"
+
+
 @answers_visitors
 def score_photo(image: str | Image.Image | None, method: str = DEFAULT_CAM_METHOD, opacity: float = 0.5):
-    """Score (0–100), percentile, heat-map overlay, and similar / more memorable / more forgettable galleries."""
+    """Score (0–100), the summary, the heat-map overlay, the similar / more memorable / more forgettable galleries,
+    and (kept in the visitor's session, not sent to the API) the picture and map that the opacity slider re-blends."""
     check_method(method)
     analysis = analyse(PREDICTOR, picture_of(image), method)
     score = round(100 * analysis.score, 1)
+    shown = display(analysis.overlay(opacity))
+    last_map = (analysis.view, analysis.heat_map)
     if INDEX is None:
-        return score, f"## Memorability {score:.1f} / 100", display(analysis.overlay(opacity)), [], [], []
+        return score, headline(analysis), shown, [], [], [], last_map
     percentile = INDEX.percentile(analysis.score)
-    summary = f"## Memorability {score:.1f} / 100\n{standing(percentile, len(INDEX.image_ids))}" + (
+    summary = f"{headline(analysis)}\n{standing(percentile, len(INDEX.image_ids))}" + (
         " (demo model: meaningless for real photos)." if DEMO else "."
     )
     query = analysis.embedding
     return (
         score,
         summary,
-        display(analysis.overlay(opacity)),
+        shown,
         gallery(INDEX.similar(query, NEIGHBOURS)),
         gallery(INDEX.more_memorable(query, NEIGHBOURS)),
         gallery(INDEX.more_forgettable(query, NEIGHBOURS)),
+        last_map,
     )
 
 
 @answers_visitors
-def heat_map(image: str | Image.Image | None, method: str = DEFAULT_CAM_METHOD, opacity: float = 0.5) -> Image.Image:
-    """Only the overlay, for the opacity slider and the method switch."""
+def heat_map(image: str | Image.Image | None, method: str = DEFAULT_CAM_METHOD, opacity: float = 0.5):
+    """The overlay for another method (a new pass of the model), and the picture and map for the slider."""
     check_method(method)
-    return display(analyse(PREDICTOR, picture_of(image), method).overlay(opacity))
+    analysis = analyse(PREDICTOR, picture_of(image), method)
+    return display(analysis.overlay(opacity)), (analysis.view, analysis.heat_map)
+
+
+def reblend(last_map: tuple | None, opacity: float):
+    """The last map over its picture at another opacity: no model, no queue slot (the slider's event)."""
+    if last_map is None:
+        return gr.skip()
+    view, cam = last_map
+    return display(overlay(view, cam, opacity))
+
+
+def same_photo(photo: str | None) -> str | None:
+    """The photo of one tab, carried to the other (Score and Ablations look at the same picture)."""
+    return photo
 
 
 @answers_visitors
@@ -296,11 +231,11 @@ def score_batch(files: list[str] | None, progress=gr.Progress()):
     with expand(files, BATCH_BUDGET, labels=[Path(path).name for path in files]) as images:
         if not images:
             raise refusal("No images found: upload photos or a .zip of photos.")
-        scored = PREDICTOR.score_images(images, images.names, num_workers=0)
+        scored = score_images(PREDICTOR, images, images.names)
         rows = list(progress.tqdm(scored, total=len(images), desc="Scoring"))
     table = pd.DataFrame(
         {
-            "file": [row.path for row in rows],
+            "file": [row.name for row in rows],
             "score": [None if row.score is None else round(100 * row.score, 1) for row in rows],
             "error": [row.error or "" for row in rows],
         }
@@ -311,52 +246,35 @@ def score_batch(files: list[str] | None, progress=gr.Progress()):
     return table, handle.name
 
 
-def embedding_points() -> pd.DataFrame:
-    """The index's embedding map (PCA) as a table for the interactive plot."""
-    if INDEX is None:
-        return pd.DataFrame({"x": [], "y": [], "score": [], "image_id": []})
-    columns = project(INDEX)
-    return pd.DataFrame(
-        {"x": columns["x"], "y": columns["y"], "score": 100 * columns["score"], "image_id": columns["image_id"]}
-    )
-
-
-POINTS = embedding_points()
-
-
-def thumbnails_in(x_min: float, x_max: float) -> list[tuple[Image.Image, str]]:
-    """Thumbnails of the map's points in a selected x range (at most 12, from the middle of the range)."""
-    if INDEX is None:
-        return []
-    inside = POINTS[(POINTS.x >= x_min) & (POINTS.x <= x_max)]
-    inside = inside.iloc[(inside.x - (x_min + x_max) / 2).abs().argsort()[:12]]
-    rows = inside.itertuples()
-    return [(INDEX.table[int(row.Index)]["thumbnail"], f"{row.score:.0f} ({row.image_id})") for row in rows]
+EMPTY_MAP = pd.DataFrame({"x": [], "y": [], "score": [], "image_id": []})
+POINTS = map_points(INDEX) if INDEX is not None else EMPTY_MAP
 
 
 def on_select(event: gr.SelectData) -> list[tuple[Image.Image, str]]:
+    """Thumbnails of the map's points in the x range the visitor dragged across (at most 12, from its middle)."""
+    if INDEX is None:
+        return []
     x_range = event.index if isinstance(event.index, (list, tuple)) else [event.index, event.index]
-    return thumbnails_in(float(min(x_range)), float(max(x_range)))
+    rows = points_between(POINTS, float(min(x_range)), float(max(x_range)))
+    return [(INDEX.table[int(row.Index)]["thumbnail"], f"{row.score:.0f} ({row.image_id})") for row in rows.itertuples()]
 
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
-ABOUT = """
-### What the score means
-The model predicts the fraction of people who would recognise a photo when they see it again in a memory game
-(LaMem, Khosla et al., ICCV 2015), shown here on 0–100. Memorability is about people's memory, not taste: a
-memorable photo is not a better photo. The score is **not** a measure of a photo's quality or worth, and must not
-be used to judge people.
+ABOUT = Path(__file__).resolve().parent / "about.md"  # the About tab: {model}, {layer}, {spread} filled in
 
-### The model
-A ResNet50 with a small regression head (2048→512→256→1), ImageNet-initialised and trained on LaMem's photos; the
-heat map is Grad-CAM++ (or Grad-CAM) of the score at the last backbone stage; neighbours are the most similar
-reference images by the model's own embedding. Percentiles compare with the model's predictions on the reference
-images, not with human scores (predictions regress to the mean, so human-score percentiles would bunch).
 
-### Privacy
-Photos are scored in memory. Gradio's upload copies live in a private temporary folder that is swept every minute
-and removed when the app stops. Nothing you send is kept, logged or used for training.
-"""
+def about_text() -> str:
+    """The About tab, describing the model that serves (its backbone, its heads), not a fixed one."""
+    config = PREDICTOR.model.config
+    heads = f"{config.num_heads} heads" if ENSEMBLE else "one head"
+    model = f"A {type(PREDICTOR.model.backbone).__name__} backbone with {heads} on its {config.embedding_size}-d features"
+    spread = (
+        " The ± after a score is the spread (standard deviation) of the heads' scores around their mean: how much "
+        "models fitted on different data disagree about this photo, not the spread of people's memory."
+        if ENSEMBLE
+        else ""
+    )
+    return ABOUT.read_text().format(model=model, layer=PREDICTOR.model.default_cam_layer(), spread=spread)
 
 
 # The settings of every event that runs the model: one pool of CONCURRENCY slots for them all. Gradio counts a
@@ -404,11 +322,12 @@ def build_app() -> gr.Blocks:
                 similar = gallery_box("Most similar", elem_id="similar")
                 memorable = gallery_box("Similar but more memorable")
                 forgettable = gallery_box("Similar but more forgettable")
-            outputs = [score, summary, overlay_image, similar, memorable, forgettable]
+            last_map = gr.State(None)  # this visitor's last picture and map, for the opacity slider
+            outputs = [score, summary, overlay_image, similar, memorable, forgettable, last_map]
             button.click(score_photo, [photo, method, opacity], outputs, api_name="score", **MODEL_JOB)
             photo.upload(score_photo, [photo, method, opacity], outputs, api_name=False, **MODEL_JOB)
-            method.change(heat_map, [photo, method, opacity], overlay_image, api_name="heatmap", **MODEL_JOB)
-            opacity.release(heat_map, [photo, method, opacity], overlay_image, api_name=False, **MODEL_JOB)
+            method.change(heat_map, [photo, method, opacity], [overlay_image, last_map], api_name="heatmap", **MODEL_JOB)
+            opacity.release(reblend, [last_map, opacity], overlay_image, api_name=False, queue=False)
         with gr.Tab("Ablations"):
             gr.Markdown("What happens to the score when one feature is taken away: detail, colour, the surroundings, "
                         "faces, the region that stands out most.")  # fmt: skip
@@ -421,7 +340,7 @@ def build_app() -> gr.Blocks:
                         elem_id="ablation-photo",
                     )
                     ablate_button = gr.Button("Run the six ablations", variant="primary")
-                    faces = gr.Markdown()
+                    faces = gr.Markdown(elem_id="faces")
                 ablated = gallery_box("Ablated photos: change in score", ABLATION_GALLERY_HEIGHT, "ablated")
             with gr.Row():
                 ablation_chart = gr.BarPlot(
@@ -432,6 +351,9 @@ def build_app() -> gr.Blocks:
                 ablate_photo, ablation_photo, [ablated, ablation_table, ablation_chart, faces], api_name="ablations",
                 **MODEL_JOB,
             )
+            # One photo for both tabs: what a visitor puts in one is there when they open the other.
+            photo.input(same_photo, photo, ablation_photo, api_name=False, queue=False, show_progress="hidden")
+            ablation_photo.input(same_photo, ablation_photo, photo, api_name=False, queue=False, show_progress="hidden")
         with gr.Tab("Batch"):
             gr.Markdown(f"Score many photos at once: choose photos or zips (up to {BATCH_BUDGET.images} images).")
             files = UploadedFiles(
@@ -454,7 +376,7 @@ def build_app() -> gr.Blocks:
                 picked = gallery_box("Selected images: score (id)", ABLATION_GALLERY_HEIGHT)
             scatter.select(on_select, None, picked, api_name=False)
         with gr.Tab("About"):
-            gr.Markdown(ABOUT)
+            gr.Markdown(about_text())
     return app
 
 

@@ -148,7 +148,7 @@ def trained_sample_model(tmp_path_factory, sample_data_dir) -> Path:
 def space_model(trained_sample_model, tmp_path_factory) -> Path:
     """The tests' trained tiny model marked as the demo model, so that the app serves as `make demo` does (banner
     included)."""
-    from memorability.demo import DEMO_MARKER, DEMO_NOTICE
+    from memorability.cache_paths import DEMO_MARKER, DEMO_NOTICE
 
     folder = tmp_path_factory.mktemp("space_model")
     shutil.copytree(trained_sample_model, folder, dirs_exist_ok=True)

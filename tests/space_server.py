@@ -319,3 +319,26 @@ def settings_of(args: argparse.Namespace) -> dict:
     return {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()} | {
         "model": str(args.model or "resnet50, random weights")
     }
+
+
+@contextmanager
+def imported_app(model: Path, index: Path | None, upload_dir: Path) -> Iterator:
+    """space/app.py imported in this process on `model` and `index`, its event functions callable directly; the
+    environment is restored after."""
+    import importlib.util
+
+    import pytest
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MEMORABILITY_MODEL", str(model))
+        if index is None:
+            patch.delenv("MEMORABILITY_INDEX", raising=False)
+        else:
+            patch.setenv("MEMORABILITY_INDEX", str(index))
+        patch.setenv("GRADIO_TEMP_DIR", str(upload_dir))
+        spec = importlib.util.spec_from_file_location("space_app", APP)
+        module = importlib.util.module_from_spec(spec)
+        patch.setitem(sys.modules, "space_app", module)  # Gradio looks its components' classes up by module
+        spec.loader.exec_module(module)
+        yield module
+

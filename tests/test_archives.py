@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from memorability.archives import Budget, BudgetError, EntryError, expand
+from memorability.batch_scoring import score_images
 from memorability.inference import load_predictor
 
 BUDGET = Budget(images=10, total_bytes=10 * 2**20, image_bytes=2**20)
@@ -156,8 +157,8 @@ def test_scored_lazily_with_refused_entries_as_rows(tiny_model_dir, tmp_path):
     photo.write_bytes(jpeg())
     archive = write_zip(tmp_path / "trip.zip", {"a.jpg": jpeg((9, 9, 9)), "../slip.jpg": jpeg(), "b.jpg": b"text"})
     with expand([archive, photo], BUDGET, labels=["trip.zip", "photo.jpg"]) as images:
-        rows = list(predictor.score_images(images, images.names, num_workers=0))
-    assert [row.path for row in rows] == ["a.jpg", "../slip.jpg", "b.jpg", "photo.jpg"]
+        rows = list(score_images(predictor, images, images.names))
+    assert [row.name for row in rows] == ["a.jpg", "../slip.jpg", "b.jpg", "photo.jpg"]
     assert rows[0].score == pytest.approx(predictor.predict(jpeg((9, 9, 9))), abs=1e-6)
     assert rows[3].score == pytest.approx(predictor.predict(str(photo)), abs=1e-6)
     assert rows[1].score is None and "zip-slip" in rows[1].error

@@ -12,9 +12,10 @@ from hub_support import CARD_SECTIONS, figure_lines, files_under, prose, push_mo
 
 from hub import push_dataset
 from memorability.ablations import ABLATIONS, ablate_examples
-from memorability.data import lamem_to_table, load_lamem, parquet_files, save_table, table_provenance
-from memorability.demo import DEMO_MARKER
-from memorability.evaluation import describe_data, evaluate_model
+from memorability.data import describe_data, lamem_to_table, load_lamem
+from memorability.tables import parquet_files, save_table, table_provenance
+from memorability.cache_paths import DEMO_MARKER
+from memorability.evaluation import evaluate_model
 
 
 @pytest.fixture(scope="module")

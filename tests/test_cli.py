@@ -3,13 +3,17 @@
 import csv
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 from datasets import Dataset, Features, Image as ImageFeature
 from PIL import Image
 
+from memorability import MemorabilityConfig, MemorabilityModel
 from memorability.cli import main
+from memorability.inference import load_model, load_predictor
 
 
 def write_photos(folder, count: int) -> None:
@@ -146,3 +150,36 @@ def test_an_output_that_is_a_folder_is_refused(tiny_model_dir, tmp_path, capsys)
     write_photos(folder, 1)
     assert predict_into([folder], folder, tiny_model_dir) == 2
     assert one_sentence(capsys) == f"error: The output {folder} is a folder; name a CSV file to write the scores to."
+
+
+def test_predict_reads_the_images_inside_a_zip(tiny_model_dir, tmp_path):
+    write_photos(tmp_path / "photos", 2)
+    archive = tmp_path / "trip.zip"
+    with zipfile.ZipFile(archive, "w") as writer:
+        for path in sorted((tmp_path / "photos").iterdir()):
+            writer.write(path, f"trip/{path.name}")
+        writer.writestr("../escape.jpg", (tmp_path / "photos" / "photo_0.jpg").read_bytes())
+    out = tmp_path / "scores.csv"
+    assert main(["predict", str(archive), "--model", str(tiny_model_dir), "--out", str(out), "--precision", "fp32"]) == 1
+    rows = read_rows(out)
+    assert [row["path"] for row in rows] == [f"{archive}/trip/photo_0.jpg", f"{archive}/trip/photo_1.jpg",
+                                             f"{archive}/../escape.jpg"]  # fmt: skip
+    photos = sorted((tmp_path / "photos").iterdir())
+    expected = load_predictor(tiny_model_dir, precision="fp32").predict(photos)
+    np.testing.assert_allclose([float(row["score"]) for row in rows[:2]], expected, atol=1e-6)
+    assert "zip-slip" in rows[2]["error"] and not rows[2]["score"]
+
+
+def test_a_model_of_several_heads_gets_an_uncertainty_column(tiny_model_dir, tmp_path):
+    write_photos(tmp_path / "photos", 3)
+    model, processor = load_model(tiny_model_dir)
+    ensemble = MemorabilityModel(MemorabilityConfig(**{**model.config.to_dict(), "num_heads": 3}))
+    ensemble.save_pretrained(tmp_path / "ensemble")
+    processor.save_pretrained(tmp_path / "ensemble")
+    for folder, columns in ((tiny_model_dir, ["path", "score", "error"]), (tmp_path / "ensemble",
+                            ["path", "score", "uncertainty", "error"])):  # fmt: skip
+        out = tmp_path / f"{Path(folder).name}.csv"
+        assert main(["predict", str(tmp_path / "photos"), "--model", str(folder), "--out", str(out)]) == 0
+        rows = read_rows(out)
+        assert list(rows[0]) == columns
+    assert all(float(row["uncertainty"]) > 0 for row in rows)  # three random heads disagree

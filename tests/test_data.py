@@ -20,8 +20,8 @@ from memorability.data import (
     DataError,
     lamem_to_table,
     load_lamem,
-    save_table,
 )
+from memorability.tables import save_table
 
 LAMEM_SIZES = {"train": 45_000, "validation": 3_741, "test": 10_000}
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from hub import push_dataset
-from memorability.data import lamem_to_table, save_table
-from memorability.evaluation import describe_data, evaluate_model, format_table
+from memorability.data import describe_data, lamem_to_table
+from memorability.evaluation import evaluate_model, format_table
+from memorability.tables import save_table
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -53,7 +54,7 @@ def test_a_table_that_says_lamem_without_lamems_split_sizes_is_not_lamem(lamem_f
 
 def test_a_hub_table_is_described_from_its_own_files(lamem_folder, tmp_path, monkeypatch):
     assert push_dataset.main([str(lamem_folder), "--repo-id", "org/small", "--local-dir", str(tmp_path / "up")]) == 0
-    monkeypatch.setattr("memorability.data.snapshot_download", lambda repo_id, **kwargs: str(tmp_path / "up"))
+    monkeypatch.setattr("memorability.tables.snapshot_download", lambda repo_id, **kwargs: str(tmp_path / "up"))
     assert describe_data("org/small") == {"name": "Parquet table (org/small)", "kind": "hub", "is_lamem": False}
 
 

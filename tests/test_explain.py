@@ -22,15 +22,15 @@ def test_analysis_gives_the_predictors_score_and_embedding(trained_sample_model,
     predictor = load_predictor(trained_sample_model, precision=precision)
     for picture in pictures:
         result = analyse(predictor, picture)
-        scores, embeddings = predictor.forward(predictor.preprocess([picture]))
-        assert result.score == pytest.approx(float(scores[0]), abs=1e-6)
-        np.testing.assert_allclose(result.embedding, embeddings[0].numpy(), atol=1e-6)
+        output = predictor.forward(predictor.preprocess([picture]))
+        assert result.score == pytest.approx(float(output.scores[0]), abs=1e-6) and result.uncertainty == 0
+        np.testing.assert_allclose(result.embedding, output.embeddings[0].numpy(), atol=1e-6)
         assert result.heat_map.shape == result.view.size[::-1]
         assert 0 <= result.heat_map.min() and result.heat_map.max() <= 1
         assert result.overlay(0.4).size == result.view.size
 
 
-def test_maps_of_the_scoring_backbone_match_the_fp32_models(trained_sample_model, pictures):
+def test_maps_of_the_scoring_copy_match_the_fp32_models(trained_sample_model, pictures):
     """The bf16, batch-norm-folded pass shows what the fp32 model's Grad-CAM shows."""
     predictor = load_predictor(trained_sample_model, precision="bf16")
     pixel_values = predictor.preprocess(pictures)

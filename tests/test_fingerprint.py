@@ -1,12 +1,10 @@
 """What a cached score depends on: the model's weights and processor, and each input's name, size and mtime."""
 
-import hashlib
 import os
 
 import pytest
 import torch
 
-from memorability import study_scoring
 from memorability.fingerprint import chunk_fingerprints, model_fingerprint
 from memorability.inference import load_model, load_predictor
 
@@ -27,14 +25,15 @@ def test_the_model_hash_follows_the_weights_and_the_processor(tiny_model_dir):
         model_fingerprint(model)
 
 
-def test_the_study_keeps_its_cache_keys(tiny_model_dir):
-    """The study's caches were keyed by this exact byte stream; moving the function must not invalidate them."""
-    predictor = load_predictor(tiny_model_dir)
-    digest = hashlib.sha256(predictor.processor.to_json_string().encode())
-    for name, tensor in predictor.model.state_dict().items():
-        digest.update(name.encode() + tensor.float().numpy().tobytes())
-    assert study_scoring.model_fingerprint is model_fingerprint
-    assert model_fingerprint(predictor) == digest.hexdigest()[:16]
+def test_the_model_hash_follows_the_config_not_where_it_was_saved(tiny_model_dir, tmp_path):
+    """Two models with the same weights score differently when their configs do (a sigmoid, the number of heads)."""
+    model, processor = load_model(tiny_model_dir)
+    reference = model_fingerprint(model, processor)
+    model.save_pretrained(tmp_path / "elsewhere")
+    processor.save_pretrained(tmp_path / "elsewhere")
+    assert model_fingerprint(*load_model(tmp_path / "elsewhere")) == reference
+    model.config.sigmoid_output = False
+    assert model_fingerprint(model, processor) != reference
 
 
 def test_a_chunk_hash_changes_with_its_inputs_only(tmp_path):

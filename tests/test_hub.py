@@ -30,8 +30,7 @@ from PIL import Image
 
 from hub import push_dataset, push_space
 from memorability import MemorabilityModel
-from memorability.data import SPLIT_INDICES, lamem_to_table, load_lamem
-from memorability.evaluation import describe_data
+from memorability.data import SPLIT_INDICES, describe_data, lamem_to_table, load_lamem
 from memorability.inference import load_predictor
 
 
@@ -129,7 +128,7 @@ def test_pushed_lamem_says_it_is_lamem_and_a_copy_written_otherwise_does_not(ful
     out = tmp_path / "upload"
     assert push_dataset.main([str(full_lamem_folder), "--repo-id", "org/lamem", "--local-dir", str(out)]) == 0
     assert describe_data(out) == {"name": "LaMem", "kind": "table", "is_lamem": True}
-    monkeypatch.setattr("memorability.data.snapshot_download", lambda repo_id, **kwargs: str(out))  # the Hub's copy
+    monkeypatch.setattr("memorability.tables.snapshot_download", lambda repo_id, **kwargs: str(out))  # the Hub's copy
     assert describe_data("org/lamem") == {"name": "LaMem", "kind": "hub", "is_lamem": True}
     copy = tmp_path / "copy"  # the same rows, written by `datasets` rather than by the push
     (copy / "data").mkdir(parents=True)

@@ -7,13 +7,15 @@ import pytest
 import torch
 from PIL import Image
 
+from memorability.images import ImageLoadError
+
 from memorability.inference import (
     MemorabilityPredictor,
     ModelLoadError,
-    fold_batch_norm,
     load_model,
     load_predictor,
     resolve_precision,
+    scoring_copy,
 )
 
 
@@ -50,17 +52,17 @@ def test_scores_equal_a_plain_forward_pass(tiny_model_dir):
     np.testing.assert_allclose(load_predictor(tiny_model_dir, precision="fp32").predict(images), expected, atol=1e-6)
 
 
-def test_folded_backbone_computes_the_same_features_without_batch_norm(trained_sample_model):
+def test_the_scoring_copy_computes_the_same_scores_without_batch_norm(trained_sample_model):
     model, processor = load_model(trained_sample_model)
     model.eval()
-    folded = fold_batch_norm(model.backbone)
+    fast = scoring_copy(model, torch.float32, torch.contiguous_format)
     pixel_values = processor([photo(seed, (80, 80)) for seed in range(4)], return_tensors="pt")["pixel_values"]
     with torch.no_grad():
-        expected = model.backbone(pixel_values).last_hidden_state
-        actual = folded(pixel_values).last_hidden_state
-    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
-    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in folded.modules())
-    assert not any(parameter.requires_grad for parameter in folded.parameters())
+        expected, actual = model(pixel_values), fast(pixel_values)
+    torch.testing.assert_close(actual.embeddings, expected.embeddings, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(actual.scores, expected.scores, rtol=1e-5, atol=1e-6)
+    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in fast.modules())
+    assert not any(parameter.requires_grad for parameter in fast.parameters())
     assert any(isinstance(module, torch.nn.BatchNorm2d) for module in model.backbone.modules())  # original untouched
     assert all(parameter.requires_grad for parameter in model.parameters())
 
@@ -72,23 +74,15 @@ def test_bf16_agrees_with_fp32_within_a_hundredth(trained_sample_model):
     assert np.max(np.abs(fp32 - bf16)) < 0.01
 
 
-def test_score_files_keeps_order_and_reports_unreadable_files(tiny_model_dir, tmp_path):
-    paths = []
-    for index in range(4):
-        path = tmp_path / f"{index}.jpg"
-        photo(index).save(path)
-        paths.append(path)
-    (tmp_path / "empty.jpg").write_bytes(b"")
-    paths.insert(2, tmp_path / "empty.jpg")
-    rows = list(load_predictor(tiny_model_dir, precision="fp32", batch_size=2).score_files(paths))
-    assert [row.path for row in rows] == [str(path) for path in paths]
-    assert rows[2].score is None and "empty" in rows[2].error and "empty.jpg" in rows[2].error
-    assert all(row.score is not None and row.error is None for row in rows[:2] + rows[3:])
-
-
 def test_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="precision must be one of"):
         resolve_precision("int4", torch.device("cpu"))
+
+
+def test_an_unreadable_image_in_a_list_is_one_sentence_naming_it(tiny_model_dir, tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(ImageLoadError, match="empty.jpg: the file is empty"):
+        load_predictor(tiny_model_dir, precision="fp32").predict([photo(0), tmp_path / "empty.jpg"])
 
 
 def test_missing_model_gives_one_sentence(tmp_path):
@@ -125,19 +119,10 @@ def test_predictor_puts_model_in_eval_mode(tiny_model_dir):
 def test_reduced_precision_scores_from_a_copy_and_keeps_the_fp32_model(tiny_model_dir):
     predictor = load_predictor(tiny_model_dir, precision="bf16")
     assert {parameter.dtype for parameter in predictor.model.parameters()} == {torch.float32}  # the user's model
-    assert {parameter.dtype for parameter in predictor.scoring_backbone.parameters()} == {torch.bfloat16}
-    scores, embeddings = predictor.forward(predictor.preprocess([photo(0), photo(1)]))
-    assert scores.dtype == embeddings.dtype == torch.float32 and embeddings.shape == (2, 16)
-
-
-def test_score_images_follows_the_given_batches(tiny_model_dir):
-    images = [photo(seed) for seed in range(5)]
-    predictor = load_predictor(tiny_model_dir, precision="fp32", batch_size=2)
-    names = [f"image {index}" for index in range(5)]
-    rows = list(predictor.score_images(images, names, batches=[[3, 4], [0], [1, 2]]))
-    assert [row.path for row in rows] == ["image 3", "image 4", "image 0", "image 1", "image 2"]
-    by_name = {row.path: row.score for row in rows}
-    np.testing.assert_allclose([by_name[name] for name in names], predictor.predict(images), atol=1e-6)
+    assert {parameter.dtype for parameter in predictor.scoring_model.backbone.parameters()} == {torch.bfloat16}
+    output = predictor.forward(predictor.preprocess([photo(0), photo(1)]))
+    assert output.scores.dtype == output.embeddings.dtype == torch.float32 and output.embeddings.shape == (2, 16)
+    assert (output.uncertainty == 0).all()  # one head
 
 
 @pytest.mark.slow

@@ -47,8 +47,8 @@ def test_loss_is_mse():
 
 
 def test_tuple_output_when_return_dict_false():
-    loss, scores, embeddings = tiny_model()(pixel_values=pixels(2), labels=torch.zeros(2), return_dict=False)
-    assert scores.shape == (2,) and embeddings.shape == (2, 16) and loss.ndim == 0
+    loss, scores, embeddings, uncertainty = tiny_model()(pixel_values=pixels(2), labels=torch.zeros(2), return_dict=False)
+    assert scores.shape == uncertainty.shape == (2,) and embeddings.shape == (2, 16) and loss.ndim == 0
 
 
 def test_two_step_forward_matches_forward():

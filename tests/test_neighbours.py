@@ -89,7 +89,7 @@ def lamem_train(lamem_folder):
 
 @pytest.fixture(scope="module")
 def index(predictor, lamem_train) -> NeighbourIndex:
-    return build_neighbour_index(predictor, lamem_train, batch_size=8, progress=False, data_name="small LaMem")
+    return build_neighbour_index(predictor, lamem_train, progress=False, data_name="small LaMem")
 
 
 def test_index_rows_match_the_data_and_the_model(index, predictor, lamem_train):
@@ -97,9 +97,9 @@ def test_index_rows_match_the_data_and_the_model(index, predictor, lamem_train):
     assert list(index.image_ids) == lamem_train["image_id"][:]
     np.testing.assert_allclose(index.human_scores, lamem_train["score"][:], rtol=1e-6)
     first = lamem_train[0]["image"]
-    scores, embeddings = predictor.forward(predictor.preprocess([first]))
-    np.testing.assert_allclose(index.embeddings[0], embeddings[0].numpy(), rtol=1e-5, atol=1e-6)
-    assert index.predicted_scores[0] == pytest.approx(float(scores[0]), abs=1e-6)
+    output = predictor.forward(predictor.preprocess([first]))
+    np.testing.assert_allclose(index.embeddings[0], output.embeddings[0].numpy(), rtol=1e-5, atol=1e-6)
+    assert index.predicted_scores[0] == pytest.approx(float(output.scores[0]), abs=1e-6)
     assert index.reference_score_name() == "human score"
     thumbnail = index.similar(index.embeddings[0], 1)[0].thumbnail
     assert isinstance(thumbnail, Image.Image) and max(thumbnail.size) <= 128 and thumbnail.format == "JPEG"
@@ -158,14 +158,14 @@ def test_an_index_loads_by_hub_id_or_fails_in_one_sentence(index, tmp_path, monk
     assert message.startswith("memorability-tests/no-such-index: not a local path, and the Hugging Face Hub could")
     assert message.count(". ") == 0 and message.endswith(").")
     index.save(tmp_path / "snapshot")  # what snapshot_download gives back for a pushed index folder
-    monkeypatch.setattr("memorability.data.snapshot_download", lambda repo_id, **kwargs: str(tmp_path / "snapshot"))
+    monkeypatch.setattr("memorability.tables.snapshot_download", lambda repo_id, **kwargs: str(tmp_path / "snapshot"))
     loaded = NeighbourIndex.load("org/index")
     assert list(loaded.image_ids) == list(index.image_ids) and loaded.info == index.info
 
 
 def test_images_without_scores_or_ids(predictor, lamem_train):
     unscored = lamem_train.select_columns(["image"]).select(range(6))
-    index = build_neighbour_index(predictor, unscored, batch_size=4, progress=False)
+    index = build_neighbour_index(predictor, unscored, progress=False)
     assert list(index.image_ids) == [str(i) for i in range(6)]
     assert np.isnan(index.human_scores).all() and index.reference_score_name() == "predicted score"
     assert all(n.human_score is None for n in index.similar(index.embeddings[0], 3))

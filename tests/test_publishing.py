@@ -1,4 +1,4 @@
-"""Uploading to the Hub (memorability/publishing.py, through the push scripts), offline: an upload is one commit that
+"""Uploading to the Hub (memorability/hub_upload.py, through the push scripts), offline: an upload is one commit that
 mirrors the local folder, a failure leaves no commit and no staging, every failure a user can meet (token, Hub,
 network, input, a Space card off the pins) is one sentence, and every push answers --help.
 
@@ -26,8 +26,10 @@ from hub_support import (
 )
 
 from hub import push_dataset, push_model, push_space
+from hub.push_options import TOKEN_WARNING
 from memorability.evaluation import evaluate_model
-from memorability.publishing import TOKEN_WARNING, Destination, check_space_card
+from memorability.hub_upload import Destination
+from memorability.publishing import check_space_card
 from memorability.training_args import TrainingArguments
 
 
@@ -65,7 +67,7 @@ def test_a_push_overtaken_by_another_is_refused_not_mixed(tiny_model_dir, capsys
 
 
 def test_missing_token_is_one_sentence_and_nothing_is_sent(tiny_model_dir, monkeypatch, capsys):
-    monkeypatch.setattr("memorability.publishing.get_token", lambda: None)
+    monkeypatch.setattr("memorability.hub_upload.get_token", lambda: None)
     hub = StandInHub()
     assert push_model.main([str(tiny_model_dir), "--repo-id", "org/m"], api=hub) == 2
     error = error_line(capsys)

@@ -9,10 +9,11 @@ import pytest
 from datasets import Dataset, Features, Image as ImageFeature, Value
 from PIL import Image
 
-from memorability.data import save_table
+from memorability.batch_scoring import score_images
 from memorability.errors import MemorabilityError
 from memorability.inference import load_predictor
 from memorability.scoring_inputs import collect_inputs
+from memorability.tables import save_table
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def photo_paths(tmp_path):
 
 def scores(inputs, model_dir) -> list:
     predictor = load_predictor(model_dir, precision="fp32", batch_size=2)
-    return [row.score for row in predictor.score_images(inputs.sources, inputs.names)]
+    return [row.score for row in score_images(predictor, inputs.sources, inputs.names)]
 
 
 def test_csv_paths_are_relative_to_the_csv_and_keep_its_order(photo_paths, tmp_path):

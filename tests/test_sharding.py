@@ -231,10 +231,10 @@ def test_two_writers_of_one_csv_do_not_clobber_each_other(tmp_path):
 
     def first_rows():
         yield {"path": "a.jpg", "score": 0.5, "error": None}
-        write_csv(out, iter([{"path": "b.jpg", "score": None, "error": "b.jpg: no such file."}]))  # meanwhile
+        write_csv(out, iter([{"path": "b.jpg", "score": None, "error": "b.jpg: no such file."}]), False)  # meanwhile
         assert [row["path"] for row in read_csv(out)] == ["b.jpg"]
         yield {"path": "c.jpg", "score": 0.25, "error": None}
 
-    assert write_csv(out, first_rows()) == (2, 0)
+    assert write_csv(out, first_rows(), uncertainty=False) == (2, 0)
     assert [(row["path"], row["score"]) for row in read_csv(out)] == [("a.jpg", "0.500000"), ("c.jpg", "0.250000")]
     assert list(tmp_path.iterdir()) == [out]

@@ -6,7 +6,6 @@ visitor as a generic sentence and the log as a line without their data, a zip's 
 file written, and a bad model, index or setting stops the start in one sentence.
 """
 
-import importlib.util
 import logging
 import os
 import shutil
@@ -22,7 +21,7 @@ import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
-from space_server import APP, EXAMPLES, write_zip
+from space_server import APP, EXAMPLES, imported_app, write_zip
 
 from memorability.images import load_image
 from memorability.inference import load_predictor
@@ -116,23 +115,25 @@ def test_unknown_heat_map_method_is_refused(space_client):
 
 @pytest.fixture(scope="module")
 def app(space_model, space_index, tmp_path_factory):
-    """space/app.py imported in this process, on the test model and index; the environment is restored after."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MEMORABILITY_MODEL", str(space_model))
-        patch.setenv("MEMORABILITY_INDEX", str(space_index))
-        patch.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("app_uploads")))
-        spec = importlib.util.spec_from_file_location("space_app", APP)
-        module = importlib.util.module_from_spec(spec)
-        patch.setitem(sys.modules, "space_app", module)  # Gradio looks its components' classes up by module
-        spec.loader.exec_module(module)
+    """space/app.py imported in this process, on the test model and index."""
+    with imported_app(space_model, space_index, tmp_path_factory.mktemp("app_uploads")) as module:
         yield module
 
 
 def test_score_photo_takes_a_picture(app, predictor):
     photo = Image.open(COFFEE)
-    score, summary, overlay, similar, memorable, forgettable = app.score_photo(photo, "gradcam", 0.5)
+    score, summary, overlay, similar, memorable, forgettable, _ = app.score_photo(photo, "gradcam", 0.5)
     assert score == app_score(predictor, photo) and f"Memorability {score:.1f} / 100" in summary
     assert isinstance(overlay, Image.Image) and len(similar) == len(memorable) == len(forgettable) == 6
+
+
+def test_the_opacity_slider_reblends_the_last_map_without_the_model(app, monkeypatch):
+    *_, shown, _, _, _, last_map = app.score_photo(str(COFFEE), "gradcam++", 0.5)[:7]
+    monkeypatch.setattr(app, "PREDICTOR", None)  # any use of the model would fail now
+    lighter = app.reblend(last_map, 0.2)
+    view, cam = last_map
+    assert lighter.tobytes() == app.display(app.overlay(view, cam, 0.2)).tobytes() != shown.tobytes()
+    assert app.reblend(last_map, 0.5).tobytes() == shown.tobytes()
 
 
 def test_standing_reads_as_words_at_the_extremes(app):
@@ -160,8 +161,14 @@ def test_ablations_of_a_camera_size_photo_work_on_a_bounded_copy(app, tmp_path):
     assert all(max(picture.size) == app.ABLATION_MAX_SIDE for picture, _ in pictures)
 
 
-def test_an_unexpected_failure_is_a_generic_sentence_and_a_log_line_without_the_file(app, monkeypatch, caplog,
-                                                                                    tmp_path):  # fmt: skip
+@pytest.fixture
+def visitors(app):
+    """space/visitors.py as the imported app uses it."""
+    return sys.modules["visitors"]
+
+
+def test_an_unexpected_failure_is_a_generic_sentence_and_a_log_line_without_the_file(app, visitors, monkeypatch,
+                                                                                    caplog, tmp_path):  # fmt: skip
     photo = tmp_path / "holiday-in-nice.jpg"
     shutil.copy(COFFEE, photo)
 
@@ -171,7 +178,7 @@ def test_an_unexpected_failure_is_a_generic_sentence_and_a_log_line_without_the_
     monkeypatch.setattr(app, "analyse", broken)
     with caplog.at_level(logging.ERROR, logger="memorability.space"), pytest.raises(gr.Error) as caught:
         app.score_photo(str(photo))
-    assert caught.value.message == app.UNEXPECTED and not caught.value.print_exception
+    assert caught.value.message == visitors.UNEXPECTED and not caught.value.print_exception
     assert "score_photo failed: RuntimeError at" in caplog.text and "holiday" not in caplog.text
 
 

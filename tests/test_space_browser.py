@@ -61,6 +61,16 @@ def test_photo_gets_a_score_and_a_heat_map(page):
     sync_api.expect(page.locator("#similar img").first).to_be_visible()
 
 
+def test_the_photo_carries_to_the_ablations_tab(page):
+    """Uploaded on Score (the test above), the photo is in the Ablations tab when the visitor opens it."""
+    open_tab(page, "Ablations")
+    sync_api.expect(page.locator("#ablation-photo img")).to_be_visible()
+    page.get_by_role("button", name="Run the six ablations").click()
+    sync_api.expect(page.locator("#ablated img")).to_have_count(6)
+    sync_api.expect(page.locator("#faces")).to_contain_text("Faces found by MTCNN")
+    sync_api.expect(page.locator("#faces")).to_contain_text(": 1; removed: 1.")  # the astronaut's face
+
+
 def test_ablations_show_six_pictures(page):
     open_tab(page, "Ablations")
     page.locator("#ablation-photo input[type=file]").set_input_files(EXAMPLES / "coffee.jpg")

@@ -16,8 +16,9 @@ from scipy.stats import spearmanr
 from skimage import data as photos
 
 from memorability.sample_data import WEIGHTS, read_clean_scores
+from memorability.faces import FACE_DETECTOR
 from memorability.study import StudyConfig, run_study
-from memorability.study_stats import ALPHA, EQUIVALENCE_MARGIN
+from memorability.study.stats import ALPHA, EQUIVALENCE_MARGIN
 
 PROJECT = Path(__file__).resolve().parents[1]
 STUDY = PROJECT / "train" / "ablation_study.py"
@@ -151,7 +152,14 @@ def test_a_folder_of_unscored_photos_with_a_face_and_a_broken_file(tiny_model_di
     assert groups["with_face"]["ablations"] == {} and groups["without_face"]["ablations"]
     rows = {row["image_id"]: row for row in read_rows(tmp_path / "out")}
     assert rows["astronaut.png"]["faces"] == "1" and rows["broken.jpg"]["error"] and rows["broken.jpg"]["blur"] == ""
-    assert "too few images (n = 1 < 10)" in (tmp_path / "out" / "report.md").read_text()
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "too few images (n = 1 < 10)" in report
+    assert results["face_detector"] == FACE_DETECTOR and results["n_with_face"] == 1
+    assert f"- Faces: found by {FACE_DETECTOR}; 1 of 11 readable images had one, 10 none" in report
+    # Face removal changes the astronaut alone; blur changes every picture; the sample pictures' bright disc stands out.
+    assert results["n_changed"]["faces_removed"] == 1 and results["n_changed"]["blur"] == 11
+    assert 0 < results["n_changed"]["salient_removed"] <= 11
+    assert "`faces_removed` 1 of 11" in report and "`salient_removed` " in report
 
 
 def run_cli(*args: str, launcher: tuple[str, ...] = ()) -> subprocess.CompletedProcess:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from memorability.study_stats import (
+from memorability.study.stats import (
     ALPHA,
     MIN_GROUP_SIZE,
     bootstrap_mean_ci,

@@ -14,12 +14,11 @@ import pytest
 
 from memorability.data import load_lamem
 from memorability.distributed import make_accelerator
-from memorability.evaluation import predict_loader
-from memorability.inference import load_model
+from memorability.evaluation import score_split
+from memorability.inference import load_predictor
 from memorability.metrics import regression_metrics
 from memorability.training import RESULTS_FILE, TrainingError, check_output_dir, cosine_with_warmup
 from memorability.training_args import TrainingArguments, parse_training_arguments
-from memorability.transforms import prepare_for_model
 
 PROJECT = Path(__file__).resolve().parents[1]
 TRAIN = PROJECT / "train" / "train.py"
@@ -62,16 +61,11 @@ def test_two_cpu_processes_match_single_process_evaluation(small_sample, tmp_pat
     summary = results(run)
     assert summary["num_processes"] == 2
     best = summary["history"][summary["best_epoch"]]
-    # Single process, fp32, the same validation split and preprocessing.
-    model, processor = load_model(run / "best")
-    accelerator = make_accelerator(mixed_precision="no")
-    from torch.utils.data import DataLoader
-
-    from memorability.transforms import collate_batch
-
-    validation = prepare_for_model(load_lamem(small_sample, split=1)["validation"], processor, train=False)
-    loader = DataLoader(validation, batch_size=7, collate_fn=collate_batch)
-    metrics = regression_metrics(*predict_loader(model, loader, accelerator))
+    # Single process, fp32, the same validation split and preprocessing, in batches of another size.
+    validation = load_lamem(small_sample, split=1)["validation"]
+    predictor = load_predictor(run / "best", device="cpu", precision="fp32", batch_size=7)
+    scores = score_split(predictor, validation, make_accelerator())
+    metrics = regression_metrics(scores.predicted, scores.human)
     assert metrics["n"] == best["val_n"] == len(validation)
     for name in ("spearman", "pearson", "mse", "mae"):
         assert metrics[name] == pytest.approx(best[f"val_{name}"], abs=1e-6)

@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from memorability.data import lamem_to_table, load_lamem, save_table
+from memorability.data import lamem_to_table, load_lamem
+from memorability.tables import save_table
 from memorability.image_processing import make_image_processor
 from memorability.transforms import collate_batch, prepare_for_model
 

@@ -17,7 +17,7 @@ from memorability.gradcam import DEFAULT_CAM_METHOD
 from memorability.gradcam import METHODS as CAM_METHODS
 from memorability.runtime import tune_allocator
 from memorability.study import StudyConfig, StudyError, run_study
-from memorability.study_stats import BOOTSTRAP_RESAMPLES
+from memorability.study.stats import BOOTSTRAP_RESAMPLES
 
 
 def parse_params(values: list[str]) -> dict[str, dict[str, float]]:
@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--limit", type=int, help="Study only the first N images.")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--num-workers", type=int, default=0, help="Processes decoding and ablating pictures beside the scoring one."
+    )
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     parser.add_argument("--seed", type=int, default=0, help="Bootstrap seed (default: 0).")
     parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP_RESAMPLES, help="Bootstrap resamples.")
@@ -74,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         config = StudyConfig(
             model=args.model, out_dir=args.out_dir, data=args.data, images=args.images, split=args.split,
             subset=args.subset, ablations=[name.strip() for name in args.ablations.split(",") if name.strip()],
-            params=parse_params(args.param), limit=args.limit, batch_size=args.batch_size, precision=args.precision,
+            params=parse_params(args.param), limit=args.limit, batch_size=args.batch_size, num_workers=args.num_workers,
+            precision=args.precision,
             seed=args.seed, n_resamples=args.bootstrap, examples=args.examples, cam_method=args.cam_method,
             overwrite=args.overwrite, progress=not args.no_progress,
         )  # fmt: skip

@@ -11,8 +11,7 @@ import sys
 
 from memorability.cards import without_local_paths
 from memorability.cli import USER_ERRORS
-from memorability.data import SPLIT_INDICES, SPLITS, load_lamem
-from memorability.evaluation import describe_data
+from memorability.data import SPLIT_INDICES, SPLITS, describe_data, load_lamem
 from memorability.inference import load_predictor
 from memorability.neighbours import build_neighbour_index
 from memorability.runtime import tune_allocator
@@ -27,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="Folder to write the index to.")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--num-workers", type=int, default=1, help="Processes decoding images (default: 1).")
     args = parser.parse_args(argv)
     tune_allocator()
     try:
@@ -35,9 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         index = build_neighbour_index(
             predictor,
             dataset,
-            batch_size=args.batch_size,
             data_name=f"{describe_data(args.data)['name']} (split {args.split}, {args.subset})",
             model_name=without_local_paths(args.model),  # index_info.json may be pushed: no folder of this machine
+            num_workers=args.num_workers,
         )
         index.save(args.out)
     except USER_ERRORS as error:

@@ -1,17 +1,19 @@
 """Scoring for the ablation study: every image under every variant, with a per-image cache that makes runs resumable.
 
-A variant is the original picture or one ablation with resolved parameters. Each process scores its shard (image
-index modulo the number of processes) batch by batch and appends the records to its own part of the cache (JSON
-lines keyed by image id, variant name and a hash of the parameters). A killed run loses at most the batch being
-scored; a rerun scores only what is missing, so a changed parameter rescores that ablation alone. `merge` turns the
-records of every part back into one per-image table in the data's order.
+A variant is the original picture or one ablation with resolved parameters. Each process takes its shard (image
+index modulo the number of processes), lays out the pictures still missing image by image (`VariantPictures`), and
+scores them with the one batch engine (`memorability.batch_scoring.score_images`), batch by batch, appending the
+records to its own part of the cache (JSON lines keyed by image id, variant name and a hash of the parameters). A
+killed run loses at most the batch being scored; a rerun scores only what is missing, so a changed parameter
+rescores that ablation alone. `merge` turns the records of every part back into one per-image table in the data's
+order.
 """
 
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -21,11 +23,12 @@ from accelerate import Accelerator
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .ablations import detect_faces, get_ablation
-from .errors import MemorabilityError
-from .fingerprint import model_fingerprint  # re-exported: the study's cache is keyed by the same model hash
-from .images import ImageLoadError, load_image
-from .inference import MemorabilityPredictor
+from ..ablations import get_ablation
+from ..batch_scoring import score_images
+from ..errors import MemorabilityError
+from ..faces import detect_faces
+from ..images import ImageSource, load_image
+from ..inference import MemorabilityPredictor
 
 ORIGINAL = "original"
 CACHE_DIR = "cache"
@@ -40,12 +43,16 @@ class StudyError(MemorabilityError, ValueError):
 
 
 @dataclass(frozen=True)
-class StudyItem:
-    """One image of the study: its id, where its bytes are (a path or the bytes), its human score if any."""
+class StudyImages:
+    """The images of a study in the data's order: ids, human scores (None where unknown), and a source per image
+    read only when it is scored (a path, or a LaMem row's bytes from `DatasetImages`)."""
 
-    image_id: str
-    source: str | bytes
-    human: float | None
+    ids: list[str]
+    human: list[float | None]
+    sources: Sequence[ImageSource]
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,7 @@ class StudyTable:
     human: np.ndarray  # NaN where there is no human score
     original: np.ndarray  # NaN for unreadable images
     ablated: dict[str, np.ndarray]
+    changed: dict[str, np.ndarray]  # whether each ablation changed each picture's pixels (False where unreadable)
     faces: np.ndarray  # detected faces on the original, -1 for unreadable images
     errors: list[str | None]
 
@@ -145,83 +153,101 @@ def ends_mid_line(handle: BinaryIO) -> bool:
     return handle.read(1) != b"\n"
 
 
-def missing_variants(item: StudyItem, variants: list[Variant], done: Records) -> list[Variant]:
+def missing_variants(image_id: str, variants: list[Variant], done: Records) -> list[Variant]:
     """The variants of an image still to score; none for an image already known to be unreadable."""
-    original = done.get((item.image_id, ORIGINAL, variants[0].key))
+    original = done.get((image_id, ORIGINAL, variants[0].key))
     if original is not None and original["error"] is not None:
         return []
-    return [variant for variant in variants if (item.image_id, variant.name, variant.key) not in done]
+    return [variant for variant in variants if (image_id, variant.name, variant.key) not in done]
 
 
-def batches(items: Sequence, size: int) -> Iterator[Sequence]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+class VariantPictures(Sequence):
+    """The pictures one process scores, image by image: job k is (image index, variant). Each image is decoded once
+    for all its variants (the last one decoded is kept), and `facts` tells the cache what the scores cannot: the
+    faces on an original, and whether an ablation changed any pixel (a photo without a face, or without a region
+    that stands out, is left as it was)."""
 
+    def __init__(self, sources: Sequence[ImageSource], ids: list[str], jobs: list[tuple[int, Variant]]):
+        self.sources, self.ids, self.jobs = sources, ids, jobs
+        self.decoded: tuple[int, Image.Image] | None = None
 
-def score_batch(predictor: MemorabilityPredictor, work: Sequence[tuple[StudyItem, list[Variant]]]) -> list[dict]:
-    """Records of one batch: each image decoded once, each missing variant scored for the images that need it."""
-    records, pictures = [], {}
-    for item, _ in work:
-        try:
-            pictures[item.image_id] = load_image(item.source, name=item.image_id)
-        except ImageLoadError as error:
-            records.append({"image_id": item.image_id, "variant": ORIGINAL, "key": Variant(ORIGINAL, {}).key,
-                            "score": None, "faces": -1, "error": str(error)})  # fmt: skip
-    needs: dict[str, tuple[Variant, list[StudyItem]]] = {}
-    for item, variants in work:
-        for variant in variants if item.image_id in pictures else []:
-            needs.setdefault(variant.name, (variant, []))[1].append(item)
-    for variant, items in needs.values():
-        scores = predictor.predict([variant.apply(pictures[item.image_id]) for item in items])
-        for item, score in zip(items, scores.tolist()):
-            record = {"image_id": item.image_id, "variant": variant.name, "key": variant.key, "score": score}
-            if variant.name == ORIGINAL:
-                record |= {"faces": len(detect_faces(pictures[item.image_id])), "error": None}
-            else:
-                record["params"] = variant.params
-            records.append(record)
-    return records
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def original(self, index: int) -> Image.Image:
+        """The image, upright RGB, or `ImageLoadError` (an error row for each of its variants)."""
+        if self.decoded is None or self.decoded[0] != index:
+            self.decoded = None
+            self.decoded = index, load_image(self.sources[index], name=self.ids[index])
+        return self.decoded[1]
+
+    def __getitem__(self, job: int) -> Image.Image:
+        index, variant = self.jobs[job]
+        return variant.apply(self.original(index))
+
+    def facts(self, job: int, picture: Image.Image) -> dict:
+        index, variant = self.jobs[job]
+        if variant.name == ORIGINAL:
+            return {"faces": len(detect_faces(picture))}
+        return {"changed": picture.tobytes() != self.original(index).tobytes()}
 
 
 def score_shard(
     predictor: MemorabilityPredictor,
-    items: list[StudyItem],
+    images: StudyImages,
     variants: list[Variant],
     cache: ScoreCache,
     done: Records,
     accelerator: Accelerator,
     progress: bool,
+    num_workers: int = 0,
 ) -> None:
     """Score this process's share (every num_processes-th image) of what the cache (`done`) does not hold yet."""
-    shard = items[accelerator.process_index :: accelerator.num_processes]
-    work = [(item, missing) for item in shard if (missing := missing_variants(item, variants, done))]
+    shard = range(accelerator.process_index, len(images), accelerator.num_processes)
+    jobs = [(index, variant) for index in shard for variant in missing_variants(images.ids[index], variants, done)]
+    pictures = VariantPictures(images.sources, images.ids, jobs)
+    names = [images.ids[index] for index, _ in jobs]
     label = "scoring" if accelerator.num_processes == 1 else f"scoring (rank {accelerator.process_index})"
-    with tqdm(total=len(work), desc=label, unit="img", disable=not progress, position=accelerator.process_index) as bar:
-        for batch in batches(work, predictor.batch_size):
-            cache.append(accelerator.process_index, score_batch(predictor, batch))
-            bar.update(len(batch))
+    rank = accelerator.process_index
+    with tqdm(total=len(jobs), desc=label, unit="picture", disable=not progress, position=rank) as bar:
+        rows = score_images(predictor, pictures, names, num_workers=num_workers, progress=bar, extract=pictures.facts)
+        records = []
+        for (index, variant), row in zip(jobs, rows):
+            records += record(images.ids[index], variant, row)
+            if len(records) >= predictor.batch_size:  # a kill loses at most this batch
+                cache.append(rank, records)
+                records = []
+        cache.append(rank, records)
 
 
-def merge(items: list[StudyItem], variants: list[Variant], records: Records) -> StudyTable:
+def record(image_id: str, variant: Variant, row) -> list[dict]:
+    """The cache record of one scored picture: an unreadable image is recorded once, as its original's error."""
+    base = {"image_id": image_id, "variant": variant.name, "key": variant.key, "score": row.score}
+    if variant.name == ORIGINAL:
+        return [base | {"faces": -1 if row.error else row.extra["faces"], "error": row.error}]
+    return [] if row.error else [base | {"params": variant.params, "changed": row.extra["changed"]}]
+
+
+def merge(images: StudyImages, variants: list[Variant], records: Records) -> StudyTable:
     """The per-image table of the study from the cache records, in the data's order."""
-    original = [records[(item.image_id, ORIGINAL, variants[0].key)] for item in items]
-    errors = [record["error"] for record in original]
+    original = [records[(image_id, ORIGINAL, variants[0].key)] for image_id in images.ids]
+    errors = [entry["error"] for entry in original]
 
-    def scores(variant: Variant) -> np.ndarray:
+    def column(variant: Variant, field: str, missing: float | bool) -> np.ndarray:
         return np.array(
             [
-                np.nan if error is not None else records[(item.image_id, variant.name, variant.key)]["score"]
-                for item, error in zip(items, errors)
-            ],
-            dtype=np.float64,
+                missing if error is not None else records[(image_id, variant.name, variant.key)][field]
+                for image_id, error in zip(images.ids, errors)
+            ]
         )
 
     return StudyTable(
-        image_ids=[item.image_id for item in items],
-        human=np.array([np.nan if item.human is None else item.human for item in items], dtype=np.float64),
-        original=scores(variants[0]),
-        ablated={variant.name: scores(variant) for variant in variants[1:]},
-        faces=np.array([record["faces"] for record in original], dtype=np.int64),
+        image_ids=list(images.ids),
+        human=np.array([np.nan if value is None else value for value in images.human], dtype=np.float64),
+        original=column(variants[0], "score", np.nan).astype(np.float64),
+        ablated={variant.name: column(variant, "score", np.nan).astype(np.float64) for variant in variants[1:]},
+        changed={variant.name: column(variant, "changed", False).astype(bool) for variant in variants[1:]},
+        faces=np.array([entry["faces"] for entry in original], dtype=np.int64),
         errors=errors,
     )
 
@@ -231,11 +257,11 @@ __all__ = [
     "ORIGINAL",
     "ScoreCache",
     "StudyError",
-    "StudyItem",
+    "StudyImages",
     "StudyTable",
     "Variant",
+    "VariantPictures",
     "merge",
     "missing_variants",
-    "model_fingerprint",
     "score_shard",
 ]

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import stats
 
-from .metrics import regression_metrics
+from ..metrics import regression_metrics
 
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_BATCH = 500  # resamples drawn at once: bounds memory at 500 × n floats for LaMem's 10,000 test images
