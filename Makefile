@@ -35,9 +35,11 @@ test: install browser
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
 
 # Bench-only peers, measured side by side with ours: ResMem (bench/inference.py) and faiss (bench/neighbours.py);
-# bench/faces.py needs nothing more (OpenCV's Haar cascade comes with opencv-python-headless 4.x).
+# bench/faces.py needs nothing more (OpenCV's Haar cascade comes with opencv-python-headless 4.x). torchao, the other
+# int8 route (bench/int8_routes.py), goes into a folder of its own: in .venv, transformers would import it and warn.
 bench: install
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps resmem==1.1.6 faiss-cpu==1.15.1
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --upgrade --target $(VENV)/torchao-apart torchao==0.18.0
 	$(PY) bench/run_all.py
 
 dist: install

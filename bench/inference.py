@@ -1,8 +1,10 @@
 """Inference speed on this CPU: our ResNet50 (224 px) in fp32, in bf16 + channels_last (the predictor's default on
-a CPU with native bf16: a bf16 copy of the backbone with batch norm folded), the same compiled, and two earlier
-defaults (bf16 without folding, bf16 under autocast), with and without the allocator setting, against ResMem
-(`pip install resmem`: ResNet152 + an AlexNet-like branch, 227 px) and a bare torchvision ResNet50 (bf16 +
-channels_last, classifier head: what this CPU does for the network alone) in the same run.
+a CPU with native bf16: a bf16 copy of the backbone with batch norm folded), the same compiled, two earlier
+defaults (bf16 without folding, bf16 under autocast), and in int8 (the file `memorability quantize` makes, run by
+ONNX Runtime: what `memorability predict` uses where a model has it), with and without the allocator setting,
+against ResMem (`pip install resmem`: ResNet152 + an AlexNet-like branch, 227 px) and a bare torchvision ResNet50
+(bf16 + channels_last, classifier head: what this CPU does for the network alone) in the same run. int8's goals are
+relative to that bare network: ≥ 1.5× its img/s at batch 32, ≤ 0.67× its ms at batch 1.
 
 Each configuration runs in a fresh process, because the glibc allocator reads its environment variables
 (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_) at start. Allocator settings:
@@ -13,7 +15,11 @@ Model forward only, on random pixels (decoding is in bench/end_to_end.py); ResMe
 case. Times are medians; batch 1 is reported as ms per image too.
 
     python bench/inference.py [--batch1-iterations 30] [--batch32-iterations 6] [--no-compile] [--no-resmem]
-                              [--rounds 1] [--quiet-wait 120]
+                              [--precision int8] [--rounds 1] [--quiet-wait 120]
+
+The int8 files are made once per run, for the same random-weight ResNet50, whole and with the stem in fp32 (seconds
+each: `quantize_model` with its default calibration photos; fidelity does not matter for speed and is measured by
+bench/int8_fidelity.py).
 """
 
 import argparse
@@ -22,18 +28,21 @@ import importlib.util
 import json
 import os
 import resource
-import statistics
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
-from machine import OtherProcesses, add_quiet_wait, WorkerFailed, json_line, run_python, save_result, wait_until_quiet
+from machine import (
+    OtherProcesses, WorkerFailed, add_quiet_wait, json_line, median_seconds, run_python, save_result, wait_until_quiet,
+)
 
 from memorability.runtime import ALLOCATOR_ENV, tune_allocator
 
 GOALS = {"batch32_images_per_s": 80.0, "ratio_same_allocator": 5.0, "batch1_ms": 25.0}
+INT8_GOALS = {"batch32_vs_bare": 1.5, "batch1_ms_vs_bare": 0.67}  # against the bare torchvision ResNet50 in bf16
 # (model, precision, allocator): every configuration measured, ours first.
 CONFIGURATIONS = [
     ("ours", "fp32", "default"),
@@ -44,6 +53,8 @@ CONFIGURATIONS = [
     ("ours", "bf16", "mallopt"),
     ("ours", "bf16", "env"),
     ("ours", "bf16+compile", "mallopt"),
+    ("ours", "int8", "mallopt"),
+    ("ours", "int8-stem", "mallopt"),
     ("torchvision", "bf16", "mallopt"),
     ("resmem", "fp32", "default"),
     ("resmem", "fp32", "env"),
@@ -54,10 +65,12 @@ LABELS = {
     "bf16-unfolded": "bf16 + CL, BN not folded",
     "bf16": "bf16 + channels_last",
     "bf16+compile": "bf16 + CL + torch.compile",
+    "int8": "int8, ONNX Runtime",
+    "int8-stem": "int8, stem in fp32",
 }
 
 
-def build_forward(model: str, precision: str):
+def build_forward(model: str, precision: str, int8_model: str | None = None):
     """A function running one forward pass of `model` on a ready batch, and the input size it takes."""
     if model == "torchvision":  # the bare network, as the issue's reference figures measured it: this CPU's ceiling
         import torchvision
@@ -75,8 +88,12 @@ def build_forward(model: str, precision: str):
         resmem = ResMem(pretrained=True).eval()
         return torch.inference_mode()(resmem), 227
     from memorability.image_processing import make_image_processor
-    from memorability.inference import MemorabilityPredictor
+    from memorability.inference import MemorabilityPredictor, load_predictor
     from memorability.presets import build_model
+
+    if precision.startswith("int8"):  # the predictor `memorability predict` loads where the model has its int8 file
+        predictor = load_predictor(int8_model, precision="int8")
+        return (lambda pixels: predictor.forward(pixels).scores), 224
 
     network = build_model("resnet50", backbone_weights="none")
     if precision == "bf16-autocast":  # what the predictor did before: fp32 weights cast at every call
@@ -99,27 +116,16 @@ def build_forward(model: str, precision: str):
     return (lambda pixels: predictor.forward(pixels).scores), 224
 
 
-def median_seconds(run, pixels: torch.Tensor, warmup: int, iterations: int) -> tuple[float, float]:
-    """(median, first warm-up) seconds per call: the first call pays compilation, if any."""
-    started = time.perf_counter()
-    run(pixels)
-    first = time.perf_counter() - started
-    for _ in range(warmup - 1):
-        run(pixels)
-    times = []
-    for _ in range(iterations):
-        started = time.perf_counter()
-        run(pixels)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), first
-
-
-def measure(model: str, precision: str, batch1_iterations: int, batch32_iterations: int) -> dict:
+def measure(
+    model: str, precision: str, batch1_iterations: int, batch32_iterations: int, int8_model: str | None
+) -> dict:
     """(In the worker process.) Batch 1 and batch 32 timings of one configuration."""
     load = os.getloadavg()[0]
     tuned = tune_allocator()
     torch.manual_seed(0)
-    run, size = build_forward(model, precision)
+    started = time.perf_counter()
+    run, size = build_forward(model, precision, int8_model)
+    load_seconds = time.perf_counter() - started  # for int8: the predictor from the saved folder, session included
     batch1, first1 = median_seconds(run, torch.randn(1, 3, size, size), 3, batch1_iterations)
     batch32, first32 = median_seconds(run, torch.randn(32, 3, size, size), 2, batch32_iterations)
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -129,6 +135,7 @@ def measure(model: str, precision: str, batch1_iterations: int, batch32_iteratio
         "load_average_1min": load,
         "mallopt_applied": tuned,
         "threads": torch.get_num_threads(),
+        "load_s": load_seconds,
         "batch1_ms": batch1 * 1000,
         "batch1_images_per_s": 1 / batch1,
         "batch32_images_per_s": 32 / batch32,
@@ -156,6 +163,8 @@ def run_configuration(model: str, precision: str, allocator: str, args: argparse
     row = {"model": model, "precision": precision, "allocator": allocator}
     arguments = [__file__, "--worker", model, precision, "--batch1-iterations", str(args.batch1_iterations)]
     arguments += ["--batch32-iterations", str(args.batch32_iterations)]
+    if precision.startswith("int8"):
+        arguments += ["--int8-model", args.int8_models[precision]]
     wait_until_quiet(args.quiet_wait)
     try:
         with OtherProcesses() as others, tempfile.TemporaryDirectory() as compile_cache:
@@ -166,10 +175,31 @@ def run_configuration(model: str, precision: str, allocator: str, args: argparse
 
 
 def wanted(model: str, precision: str, args: argparse.Namespace) -> bool:
-    """Skip what was asked to be skipped, and ResMem where it is not installed."""
+    """Skip what was asked to be skipped, and ResMem where it is not installed; `--precision` keeps that precision of
+    ours and the bare torchvision network it is compared with."""
+    if args.precision and model != "torchvision" and not (model == "ours" and precision.startswith(args.precision)):
+        return False
     if model == "resmem" and (args.no_resmem or importlib.util.find_spec("resmem") is None):
         return False
     return not (precision.endswith("compile") and args.no_compile)
+
+
+def int8_models(work: Path) -> dict[str, str]:
+    """The random-weight ResNet50 of the "ours" rows, saved twice with an int8 file: the whole network in int8, and
+    with the stem in fp32 (what `memorability quantize` falls back to; fidelity is not checked here: speed only)."""
+    from memorability.presets import build_model
+    from memorability.image_processing import make_image_processor
+    from memorability.quantization import quantize_model
+
+    torch.manual_seed(0)
+    model, folders = build_model("resnet50", backbone_weights="none"), {}
+    for precision, stem in (("int8", False), ("int8-stem", True)):
+        model.save_pretrained(work / precision)
+        make_image_processor().save_pretrained(work / precision)
+        print(f"making the int8 file of a random-weight ResNet50, stem in fp32: {stem} ...", flush=True)
+        quantize_model(work / precision, allow_lossy=True, stem_in_fp32=stem)
+        folders[precision] = str(work / precision)
+    return folders
 
 
 def find(rows: list[dict], model: str, precision: str, allocator: str) -> dict | None:
@@ -183,7 +213,7 @@ def summarise(rows: list[dict]) -> dict:
     """Ratios of our default (bf16 + channels_last, mallopt) to ResMem, and the goals, from this one run."""
     ours = find(rows, "ours", "bf16", "mallopt")
     resmem_tuned, resmem_default = find(rows, "resmem", "fp32", "env"), find(rows, "resmem", "fp32", "default")
-    summary: dict = {"goals": GOALS}
+    summary: dict = {"goals": GOALS, "int8_goals": INT8_GOALS}
     for batch in ("batch1_images_per_s", "batch32_images_per_s"):
         for name, resmem in (("same_allocator", resmem_tuned), ("resmem_defaults", resmem_default)):
             if ours and resmem:
@@ -191,6 +221,13 @@ def summarise(rows: list[dict]) -> dict:
     bare = find(rows, "torchvision", "bf16", "mallopt")
     if ours and bare:
         summary["ours_vs_bare_resnet50_batch32"] = ours["batch32_images_per_s"] / bare["batch32_images_per_s"]
+    for precision in ("int8", "int8-stem"):
+        int8 = find(rows, "ours", precision, "mallopt")
+        if int8 and bare:
+            speed = summary[f"{precision}_vs_bare_batch32"] = int8["batch32_images_per_s"] / bare["batch32_images_per_s"]
+            latency = summary[f"{precision}_vs_bare_batch1_ms"] = int8["batch1_ms"] / bare["batch1_ms"]
+            summary[f"goal_{precision}_batch32"] = speed >= INT8_GOALS["batch32_vs_bare"]
+            summary[f"goal_{precision}_batch1"] = latency <= INT8_GOALS["batch1_ms_vs_bare"]
     if ours:
         summary["goal_batch32"] = ours["batch32_images_per_s"] >= GOALS["batch32_images_per_s"]
         summary["goal_batch1"] = ours["batch1_ms"] <= GOALS["batch1_ms"]
@@ -220,14 +257,22 @@ def print_table(rows: list[dict], summary: dict) -> None:
         first = compiled["first_call_s"]
         print(f"torch.compile, first call (compiling, empty cache): {first['batch32']:.0f} s at batch 32, "
               f"{first['batch1']:.0f} s at batch 1")
-    print("\nOurs (bf16 + channels_last, mallopt) ÷ ResMem:")
-    for key, value in summary.items():
-        if key.startswith("ratio_"):
-            print(f"  {key[6:]:32} {value:6.1f}×")
+    ratios = {key[6:]: value for key, value in summary.items() if key.startswith("ratio_")}
+    if ratios:
+        print("\nOurs (bf16 + channels_last, mallopt) ÷ ResMem:")
+    for name, value in ratios.items():
+        print(f"  {name:32} {value:6.1f}×")
     if "ours_vs_bare_resnet50_batch32" in summary:
         ratio = summary["ours_vs_bare_resnet50_batch32"]
         print(f"Ours ÷ a bare torchvision ResNet50 (bf16 + CL), batch 32: {ratio:.2f}×")
-    for key in ("goal_batch32", "goal_batch1", "goal_ratio"):
+    for precision in ("int8", "int8-stem"):
+        if f"{precision}_vs_bare_batch32" in summary:
+            speed, latency = summary[f"{precision}_vs_bare_batch32"], summary[f"{precision}_vs_bare_batch1_ms"]
+            load = find(rows, "ours", precision, "mallopt")["load_s"]
+            print(f"{LABELS[precision]} ÷ the bare torchvision ResNet50 (bf16 + CL): {speed:.2f}× its img/s at batch "
+                  f"32, {latency:.2f}× its ms at batch 1; loading the predictor took {load:.2f} s")
+    goals = ["goal_batch32", "goal_batch1", "goal_ratio"]
+    for key in [*goals, *(f"goal_{p}_{b}" for p in ("int8", "int8-stem") for b in ("batch32", "batch1"))]:
         if key in summary:
             print(f"  {key:32} {'met' if summary[key] else 'NOT met'}")
 
@@ -238,17 +283,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch32-iterations", type=int, default=6)
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile (it compiles for minutes)")
     parser.add_argument("--no-resmem", action="store_true", help="skip ResMem (pip install resmem to compare)")
+    parser.add_argument(
+        "--precision", choices=sorted(LABELS), help="measure only this precision of ours, beside the bare network"
+    )
     parser.add_argument("--rounds", type=int, default=1, help="runs per configuration; the least disturbed is kept")
     add_quiet_wait(parser)
     parser.add_argument("--worker", nargs=2, metavar=("MODEL", "PRECISION"), help=argparse.SUPPRESS)
+    parser.add_argument("--int8-model", help=argparse.SUPPRESS)  # in a worker: the folder of its int8 file
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(measure(*args.worker, args.batch1_iterations, args.batch32_iterations)))
+        print(json.dumps(measure(*args.worker, args.batch1_iterations, args.batch32_iterations, args.int8_model)))
         return 0
     if importlib.util.find_spec("resmem") is None and not args.no_resmem:
         print("ResMem is not installed (pip install resmem): measuring ours only.")
     configurations = [config for config in CONFIGURATIONS if wanted(*config[:2], args)]
-    runs = [[run_configuration(*config, args) for config in configurations] for _ in range(args.rounds)]
+    with tempfile.TemporaryDirectory() as work:
+        if any(config[1].startswith("int8") for config in configurations):
+            args.int8_models = int8_models(Path(work))
+        runs = [[run_configuration(*config, args) for config in configurations] for _ in range(args.rounds)]
     rows = [min(tries, key=lambda row: row.get("others_cpu_share", 1.0)) for tries in zip(*runs)]
     summary = summarise(rows)
     print_table(rows, summary)

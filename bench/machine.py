@@ -6,6 +6,7 @@ import os
 import platform
 import resource
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -95,6 +96,21 @@ def predict_parser(description: str, images: int, processes: list[int], processe
     parser.add_argument("--processes", type=int, nargs="+", default=processes, help=processes_help)
     add_quiet_wait(parser)
     return parser
+
+
+def median_seconds(run, pixels: torch.Tensor, warmup: int, iterations: int) -> tuple[float, float]:
+    """(median, first warm-up) seconds per call of `run` on `pixels`: the first call pays compilation, if any."""
+    started = time.perf_counter()
+    run(pixels)
+    first = time.perf_counter() - started
+    for _ in range(warmup - 1):
+        run(pixels)
+    times = []
+    for _ in range(iterations):
+        started = time.perf_counter()
+        run(pixels)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), first
 
 
 def save_result(name: str, result: dict) -> Path:

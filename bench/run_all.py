@@ -19,10 +19,13 @@ from machine import wait_until_quiet
 BENCH = Path(__file__).resolve().parent
 BENCHMARKS = (
     "inference",
+    "int8_fidelity",
+    "int8_routes",
     "end_to_end",
     "data_loading",
     "train_throughput",
     "learnability",
+    "foundation",
     "gradcam",
     "faces",
     "neighbours",

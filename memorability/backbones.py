@@ -57,6 +57,7 @@ class BackboneFamily:
     build_kwargs: dict = {}
     # CNN feature maps run faster channels_last on the CPU in reduced precision; tokens have no such layout.
     channels_last: bool = False
+    pooling: str = ""  # how `pool` turns the last block into embeddings, in words (model cards, the README)
 
     def block_modules(self, backbone: nn.Module) -> list[tuple[str, nn.Module]]:
         """(path under the backbone, module) for the stem's last module and every block, input side first."""
@@ -112,6 +113,7 @@ class ConvolutionalFamily(BackboneFamily):
 class ResNetFamily(ConvolutionalFamily):
     model_types = ("resnet",)
     stem = ("embedder",)
+    pooling = "global average pooling"
 
     def pool(self, backbone: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
         return hidden.float().mean(dim=(2, 3))  # ResNetModel's AdaptiveAvgPool2d((1, 1)), in float32
@@ -137,6 +139,7 @@ class ResNetFamily(ConvolutionalFamily):
 class ConvNextFamily(ConvolutionalFamily):
     model_types = ("convnext",)
     stem = ("embeddings",)
+    pooling = "global average pooling, then the final LayerNorm"
 
     def pool(self, backbone: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
         return backbone.layernorm(hidden.mean(dim=(-2, -1)))  # ConvNextModel's pooler_output
@@ -153,6 +156,7 @@ class VisionTransformerFamily(BackboneFamily):
     """Tokens in, tokens out: `prefix_tokens` (CLS) come before the patch tokens."""
 
     prefix_tokens = 1
+    pooling = "the CLS token after the final LayerNorm"
 
     def run_block(self, block: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
         return block(hidden, None)  # no attention mask: every token of a picture attends to every other
@@ -207,6 +211,7 @@ class SiglipVisionFamily(VisionTransformerFamily):
     stem = ("embeddings",)
     blocks = "encoder.layers"
     prefix_tokens = 0  # SigLIP has no CLS token
+    pooling = "SigLIP's attention-pooling head over the patch tokens (their mean where it has none)"
 
     def pool(self, backbone: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
         tokens = backbone.post_layernorm(hidden)

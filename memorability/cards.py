@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from . import __version__
 from .ablations import ABLATIONS
+from .backbones import backbone_family
 from .configuration_memorability import MemorabilityConfig
 from .data import SPLIT_INDICES, describe_data
 from .tables import DataError
@@ -24,7 +26,7 @@ from .presets import BACKBONES, DEFAULT_WEIGHTS
 
 TASK = {"task_type": "image-regression", "task_name": "Image memorability (regression)"}
 LAMEM_DATASET_TYPE = "lamem"
-MODEL_TAGS = ("image-regression", "memorability", "resnet", "pytorch", "custom_code")
+MODEL_TAGS = ("image-regression", "memorability", "pytorch", "custom_code")  # and the backbone's model type
 SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"))
 LAMEM_LICENSE = {
     "license": "other",
@@ -93,6 +95,9 @@ class ModelFacts:
     training: dict | None = None
     dataset_repo: str | None = None
     has_scatter: bool = False
+    image_mean: tuple[float, ...] = tuple(IMAGENET_DEFAULT_MEAN)
+    image_std: tuple[float, ...] = tuple(IMAGENET_DEFAULT_STD)
+    int8: dict | None = None  # onnx/quantization.json, where the model ships an int8 file
 
 
 def slug(text: str) -> str:
@@ -193,19 +198,87 @@ def base_model(training: dict | None) -> str | None:
     return None
 
 
+def backbone_text(config: MemorabilityConfig) -> str:
+    """The backbone in words: its family and the sizes that tell one model of the family from another."""
+    backbone = config.backbone_config
+    if backbone.model_type == "resnet":
+        preset = backbone_preset(config)
+        return (f"ResNet, {backbone.layer_type} blocks, depths {backbone.depths}, widths {backbone.hidden_sizes}"
+                + (f" (the `{preset}` preset)" if preset else ""))  # fmt: skip
+    if hasattr(backbone, "hidden_sizes"):
+        return f"{type(backbone).__name__.removesuffix('Config')}, depths {backbone.depths}, widths {backbone.hidden_sizes}"
+    return (f"{type(backbone).__name__.removesuffix('Config')}: {backbone.num_hidden_layers} layers of width "
+            f"{backbone.hidden_size}, {backbone.patch_size}-px patches")  # fmt: skip
+
+
+def head_text(config: MemorabilityConfig) -> str:
+    """The head(s) in words, and how an ensemble's score and uncertainty come out of them."""
+    widths = " → ".join(str(width) for width in [config.embedding_size, *config.head_hidden_sizes, 1])
+    kind = f"MLP {widths} (ReLU, dropout {config.head_dropout})" if config.head_hidden_sizes else f"linear {widths}"
+    kind += ", sigmoid" if config.sigmoid_output else ""
+    if config.num_heads == 1:
+        return kind
+    fitted = f", fitted on split indices {config.head_splits}" if config.head_splits else ""
+    return f"{config.num_heads} heads{fitted}, each {kind}; the score is their mean, `uncertainty` their spread"
+
+
+def normalisation_text(mean: tuple[float, ...], std: tuple[float, ...]) -> str:
+    if tuple(mean) == tuple(IMAGENET_DEFAULT_MEAN) and tuple(std) == tuple(IMAGENET_DEFAULT_STD):
+        return "ImageNet mean/std"
+    return f"mean {tuple(round(value, 3) for value in mean)}, std {tuple(round(value, 3) for value in std)}"
+
+
 def architecture_rows(facts: ModelFacts) -> list[tuple[str, str]]:
     """The model as config.json and preprocessor_config.json describe it."""
-    config, backbone = facts.config, facts.config.backbone_config
-    preset = backbone_preset(config)
-    widths = " → ".join(str(width) for width in [config.embedding_size, *config.head_hidden_sizes, 1])
-    head = f"global average pooling, MLP {widths} (ReLU, dropout {config.head_dropout})"
+    config = facts.config
     return [
-        ("Backbone", f"ResNet, {backbone.layer_type} blocks, depths {backbone.depths}, widths {backbone.hidden_sizes}"
-         + (f" (the `{preset}` preset)" if preset else "")),
-        ("Head", head + (", sigmoid" if config.sigmoid_output else "")),
+        ("Backbone", backbone_text(config)),
+        ("Pooling", backbone_family(config.backbone_config).pooling),
+        ("Head", head_text(config)),
         ("Parameters", f"{facts.num_parameters:,}"),
-        ("Input", f"{facts.image_size}×{facts.image_size} RGB: short side resized, centre crop, ImageNet mean/std"),
+        ("Input", f"{facts.image_size}×{facts.image_size} RGB: resized, centre-cropped, "
+                  f"{normalisation_text(facts.image_mean, facts.image_std)}"),  # fmt: skip
     ]
+
+
+def fitting_rows(fitting: dict, data_name: str) -> list[tuple[str, str]]:
+    """Heads fitted on a frozen encoder's embeddings, as train/fit_head.py's train_results.json records them."""
+    embeddings = fitting["embeddings"]
+    revision = f", revision {embeddings['revision']}" if embeddings.get("revision") else ""
+    chosen = "; ".join(
+        f"split {head['split']}: " + (f"penalty {head['alpha']:.3g}" if "alpha" in head else f"{head['epochs']} epochs")
+        + f", validation ρ {head['val_spearman']:.4f}"
+        for head in fitting["heads"]
+    )
+    holdout = fitting["holdout"]
+    return [
+        ("Encoder", f"`{without_local_paths(embeddings['encoder'])}`{revision}, frozen ({embeddings['precision']}"
+                    + (", each embedding averaged with its mirror image's)" if embeddings.get("flip") else ")")),
+        ("Data", f"{data_name}: head i trained on train_i with split index i's scores, chosen on val_i"),
+        ("Heads", f"{fitting['head']}; {chosen}"),
+        ("Held out", f"{holdout['images']} images ({holdout['fraction']:.0%}, seed {holdout['seed']}) no head saw, "
+                     "to check the spread on"),
+    ]  # fmt: skip
+
+
+def uncertainty_text(evaluation: dict | None) -> str:
+    """What the ± of an ensemble means, and how it held on images no head saw (or that it was not measured)."""
+    meaning = (
+        "Each score comes with `uncertainty`: the standard deviation of the heads' scores around their mean. It says "
+        "how much heads fitted on different LaMem splits disagree about the photo; it is not the spread of people's "
+        "memory, and a small one does not make the score right."
+    )
+    calibration = (evaluation or {}).get("uncertainty_calibration")
+    if not calibration or not calibration.get("measured"):
+        why = calibration.get("why") if calibration else "no evaluation results came with this model"
+        return f"{meaning} Its calibration has not been measured ({why})."
+    return (
+        f"{meaning} On {calibration['images']:,} held-out images of {evaluation['data']['name']}, against the mean of "
+        f"their split scores: {calibration['within_1_sigma']:.0%} of the errors lay within 1σ and "
+        f"{calibration['within_2_sigma']:.0%} within 2σ (a Gaussian σ would give 68% and 95%), and Spearman ρ "
+        f"between σ and the absolute error was {calibration['spearman_sigma_error']:.3f} (mean σ "
+        f"{calibration['mean_sigma']:.4f}, mean absolute error {calibration['mean_abs_error']:.4f})."
+    )
 
 
 def training_rows(training: dict, data_name: str) -> list[tuple[str, str]]:
@@ -224,6 +297,40 @@ def training_rows(training: dict, data_name: str) -> list[tuple[str, str]]:
     return rows
 
 
+def training_section(training: dict | None, data_name: str) -> list[tuple[str, str]] | None:
+    """A training run's rows (train/train.py) or fitted heads' (train/fit_head.py), from train_results.json."""
+    if training is None:
+        return None
+    return fitting_rows(training, data_name) if "heads" in training else training_rows(training, data_name)
+
+
+def int8_section(record: dict | None) -> dict | None:
+    """The card's int8 section, from the record `memorability quantize` wrote: how the file was made and what it
+    costs in fidelity against fp32."""
+    if record is None:
+        return None
+    fidelity, settings, calibration = record["fidelity"], record["settings"], record["calibration"]
+    return {
+        "file": record["file"],
+        "how": f"static quantization by ONNX Runtime {record['onnxruntime']} ({settings['quant_format']}, "
+        f"{settings['weight_type']} weights per channel, {settings['activation_type']} activations, "
+        f"{settings['calibrate_method']} calibration; the head"
+        + (" and the stem" if settings.get("stem_in_fp32") else "") + " in fp32)",
+        "calibration": f"{calibration['images']} pictures: {calibration['source']}",
+        "rows": [
+            ("Held-out pictures (never calibrated on)", str(fidelity["images"])),
+            ("Spearman ρ, int8 against fp32 scores", f"{fidelity['spearman']:.4f}"),
+            ("99th percentile of abs(Δscore)", f"{fidelity['p99_abs_difference']:.4f}"),
+            ("Largest abs(Δscore)", f"{fidelity['max_abs_difference']:.4f}"),
+            ("Embeddings' cosine to fp32, mean (min)",
+             f"{fidelity['embedding_cosine_mean']:.4f} ({fidelity['embedding_cosine_min']:.4f})"),
+            ("Neighbour top-10 overlap with the fp32 query", f"{fidelity['neighbour_top10_overlap']:.2f}"),
+        ],  # fmt: skip
+        "thresholds": record["thresholds"],
+        "meets_thresholds": record["meets_thresholds"],
+    }
+
+
 def render_model_card(facts: ModelFacts, template: str | os.PathLike) -> ModelCard:
     """The model card: metadata (license, tags, base model, model-index) and the sections of model_card.md."""
     training_data = describe_training_data((facts.training or {}).get("data"))
@@ -232,7 +339,8 @@ def render_model_card(facts: ModelFacts, template: str | os.PathLike) -> ModelCa
     evaluation = facts.evaluation
     evaluated_on_lamem = bool(evaluation and evaluation["data"]["is_lamem"])
     lamem_related = bool(facts.dataset_repo or training_data["is_lamem"] or evaluated_on_lamem)
-    tags = [*MODEL_TAGS, *(["lamem"] if lamem_related else []), *(["demo"] if facts.is_demo else [])]
+    tags = [*MODEL_TAGS, facts.config.backbone_config.model_type, *(["lamem"] if lamem_related else []),
+            *(["demo"] if facts.is_demo else [])]  # fmt: skip
     model_name = facts.repo_id.split("/")[-1]
     card_data = ModelCardData(
         license="apache-2.0",
@@ -256,7 +364,9 @@ def render_model_card(facts: ModelFacts, template: str | os.PathLike) -> ModelCa
         evaluation=evaluation_table(evaluation) if evaluation else None,
         has_scatter=facts.has_scatter,
         architecture=architecture_rows(facts),
-        training=training_rows(facts.training, training_data["name"]) if facts.training else None,
+        training=training_section(facts.training, training_data["name"]),
+        uncertainty=uncertainty_text(evaluation) if facts.config.num_heads > 1 else None,
+        int8=int8_section(facts.int8),
         version=__version__,
         lamem_bibtex=LAMEM_BIBTEX,
     )

@@ -29,6 +29,13 @@ class MemorabilityConfig(PretrainedConfig):
         num_heads (`int`, *optional*, defaults to 1):
             Heads of the same shape on the same embeddings; the score is their mean and `uncertainty` their spread
             (one head per LaMem split index in a fitted ensemble).
+        head_splits (`list[int]`, *optional*):
+            The LaMem split index each head was fitted on (`train/fit_head.py`), so that LaMem's protocol scores
+            test_i with head i alone: the other heads were fitted on images of test_i.
+        test_time_flip (`bool`, *optional*, defaults to `False`):
+            Heads fitted on embeddings averaged with their mirror image's (`train/embed.py --flip`): the predictor
+            then scores each photo that way too, as the heads were fitted and evaluated. `model(...)` itself
+            scores the single view it is given.
     """
 
     model_type = "memorability"
@@ -39,6 +46,8 @@ class MemorabilityConfig(PretrainedConfig):
     head_dropout: float = 0.3
     sigmoid_output: bool = True
     num_heads: int = 1
+    head_splits: list[int] | None = None
+    test_time_flip: bool = False
 
     def __post_init__(self, **kwargs):
         self.head_hidden_sizes = list(self.head_hidden_sizes)
@@ -46,6 +55,8 @@ class MemorabilityConfig(PretrainedConfig):
             self.backbone_config = {"model_type": "resnet", **self.backbone_config}
         super().__post_init__(**kwargs)
         backbone_family(self.backbone_config)  # an unsupported backbone fails here, in one sentence
+        if self.head_splits is not None and len(self.head_splits) != self.num_heads:
+            raise ValueError(f"head_splits names {len(self.head_splits)} split indices for {self.num_heads} heads.")
 
     @property
     def embedding_size(self) -> int:

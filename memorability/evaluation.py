@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 from datasets import Dataset
@@ -45,19 +46,21 @@ def score_split(
     accelerator: Accelerator,
     desc: str = "evaluating",
     num_workers: int = 0,
+    head: int | None = None,
 ) -> SplitScores:
     """Score a split (`image`, `score`, `image_id`) over every process with the one batch engine: each process takes
     a contiguous share, and accelerate's `gather_object` brings the rows together in the split's order, each image
-    exactly once whatever the number of processes."""
+    exactly once whatever the number of processes. `head` scores with that head of the model alone."""
     rank, processes = accelerator.process_index, accelerator.num_processes
     share = range(rank * len(dataset) // processes, (rank + 1) * len(dataset) // processes)
     ids = dataset["image_id"]
     with tqdm(total=len(share), desc=desc, leave=False, disable=not accelerator.is_local_main_process) as bar:
         rows = score_images(
             predictor, DatasetImages(dataset), ids, consecutive_batches(share.start, share.stop, predictor.batch_size),
-            num_workers, bar,
+            num_workers, bar, embeddings=head is not None,
         )  # fmt: skip
-        mine = [(index, row.score, row.error) for index, row in zip(share, rows)]
+        mine = [(index, row.score if head is None else one_head(predictor, row, head), row.error)
+                for index, row in zip(share, rows)]  # fmt: skip
     gathered = sorted(gather_object(mine))
     human = np.asarray(dataset["score"], dtype=np.float64)
     kept = [(index, score) for index, score, error in gathered if error is None]
@@ -66,6 +69,15 @@ def score_split(
         human=human[[index for index, _ in kept]],
         unreadable=[error for _, _, error in gathered if error is not None],
     )
+
+
+def one_head(predictor: MemorabilityPredictor, row, head: int) -> float | None:
+    """One head's score of a scored row, from its embedding through the model's own head."""
+    if row.error is not None:
+        return None
+    with torch.no_grad():
+        embedding = torch.from_numpy(row.embedding)[None].to(predictor.model.device)
+        return float(predictor.model.forward_heads(embedding)[0, head])
 
 
 def evaluate_model(
@@ -83,15 +95,20 @@ def evaluate_model(
     described = describe_data(data)
     indices = SPLIT_INDICES if described["kind"] != "csv" else (1,)
     per_split, pairs = {}, {}
+    fitted_on = predictor.model.config.head_splits
     for index in indices:
         test = load_lamem(data, split=index)["test"]
-        scores = score_split(predictor, test, accelerator, f"test split {index}", num_workers)
+        # Heads fitted one per split index: test_i is scored by head i alone, the others were fitted on its images.
+        head = fitted_on.index(index) if fitted_on and len(indices) > 1 and index in fitted_on else None
+        scores = score_split(predictor, test, accelerator, f"test split {index}", num_workers, head)
         per_split[str(index)] = scores.metrics()
         pairs[str(index)] = (scores.predicted, scores.human)
     results = {
         "model": str(model_source),
         "data": described,
-        "protocol": "LaMem five test splits" if len(indices) == 5 else "test split",
+        "protocol": ("LaMem five test splits" + (", head i on test_i" if fitted_on else ""))
+        if len(indices) == 5
+        else "test split",
         "precision": precision,
         "splits": per_split,
         "mean": summarize(list(per_split.values())),

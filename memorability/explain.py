@@ -1,6 +1,6 @@
 """What the app (and any caller) shows for one photo: score, heat map, and what each ablation does to the score."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -40,8 +40,15 @@ def explain_batch(
     predictor: MemorabilityPredictor, pixel_values: torch.Tensor, method: str = DEFAULT_CAM_METHOD
 ) -> CamResult:
     """Scores, embeddings and heat maps from one pass of the predictor's scoring copy: the scores are the ones
-    `predictor.forward` gives, at the cost of one forward and a short backward."""
-    return grad_cam(predictor.scoring_model, predictor.prepare(pixel_values), method=method)
+    `predictor.forward` gives, at the cost of one forward and a short backward. A model whose heads were fitted on
+    flipped embeddings (`predictor.flip`) is scored as `predictor.forward` scores it, from both views (two more
+    passes); its map is the photo's own."""
+    cam = grad_cam(predictor.scoring_model, predictor.prepare(pixel_values), method=method)
+    if not predictor.flip:
+        return cam
+    scored = predictor.forward(pixel_values)
+    return replace(cam, scores=scored.scores.numpy(), uncertainty=scored.uncertainty.numpy(),
+                   embeddings=scored.embeddings.numpy())  # fmt: skip
 
 
 def analyse(predictor: MemorabilityPredictor, image: Image.Image, method: str = DEFAULT_CAM_METHOD) -> Analysis:

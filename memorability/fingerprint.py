@@ -13,12 +13,10 @@ from collections.abc import Iterable, Sequence
 from torch import nn
 from transformers import ImageProcessingMixin
 
-from .inference import MemorabilityPredictor
-
 DIGEST_CHARS = 16  # 64 bits: no accidental collision among the runs of one folder
 
 
-def model_fingerprint(model: nn.Module | MemorabilityPredictor, processor: ImageProcessingMixin | None = None) -> str:
+def model_fingerprint(model, processor: ImageProcessingMixin | None = None) -> str:
     """A hash of the model's config, every weight and the image processor's settings: `model_fingerprint(predictor)`
     or `model_fingerprint(model, processor)`.
 
@@ -27,7 +25,7 @@ def model_fingerprint(model: nn.Module | MemorabilityPredictor, processor: Image
     pool and whether a sigmoid follows. 0.07 s (median of 7) for the default ResNet50's 99 MB of fp32 weights on our
     2-core CPU, small beside loading it.
     """
-    if isinstance(model, MemorabilityPredictor):
+    if not isinstance(model, nn.Module):  # a predictor (memorability.inference, which imports this module)
         model, processor = model.model, model.processor
     if processor is None:
         raise TypeError("model_fingerprint needs the image processor too: its settings change every score.")

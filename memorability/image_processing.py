@@ -30,6 +30,10 @@ def make_image_processor(
     )
 
 
-def processor_image_size(processor: ConvNextImageProcessor) -> int:
-    """The square input size the processor produces."""
-    return int(processor.size.shortest_edge)
+def processor_image_size(processor) -> int:
+    """The (square) input size a processor produces: its centre crop where it crops to a size (CLIP's, DINOv2's), else
+    its resized height (SigLIP's) or short side (ours, which crops a fixed fraction of it)."""
+    crop = getattr(processor, "crop_size", None)
+    if crop is not None and getattr(processor, "do_center_crop", False) and crop.height:
+        return int(crop.height)
+    return int(processor.size.height or processor.size.shortest_edge)

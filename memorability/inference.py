@@ -2,6 +2,7 @@
 
 import copy
 import os
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -12,11 +13,14 @@ from transformers import AutoImageProcessor
 from .batch_scoring import score_images
 from .cache_paths import demo_model_dir
 from .errors import MemorabilityError
+from .fingerprint import model_fingerprint
+from .int8 import Int8Error, Int8Session, require_int8, usable_int8
 from .images import ImageLoadError, ImageSource, describe, load_image
 from .modeling_memorability import MemorabilityModel, MemorabilityOutput, first_line
 from .runtime import cpu_has_fast_bf16, default_device
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+TORCH_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MODEL_ENV = "MEMORABILITY_MODEL"
 
 
@@ -26,7 +30,9 @@ class ModelLoadError(MemorabilityError, OSError):
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     """The compute dtype for `precision`; "auto" picks bf16 where the hardware computes it natively."""
-    if precision not in PRECISIONS:
+    if precision == "int8":
+        raise ValueError("int8 runs in ONNX Runtime, not torch: load it with load_predictor(model, precision='int8').")
+    if precision not in TORCH_PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not '{precision}'.")
     if precision == "auto":
         if device.type == "cuda":
@@ -56,7 +62,9 @@ class MemorabilityPredictor:
     copy in the compute dtype beats autocast, which casts every weight again at every call (batch 1 was 7-20%
     slower). The head stays in fp32, and `model` stays the user's fp32 model, untouched. `compile=True` compiles the
     scoring copy with weight freezing: about 10% faster per batch of 32 on our 2-core CPU, but the first batch of
-    each new shape compiles for 20-30 s there, so it pays off only on long runs.
+    each new shape compiles for 20-30 s there, so it pays off only on long runs. `flip=True` averages every output
+    with that of the mirrored picture (test-time augmentation, at twice the cost); by default it follows the
+    model's `config.test_time_flip` (heads fitted on flipped embeddings).
     """
 
     def __init__(
@@ -67,6 +75,7 @@ class MemorabilityPredictor:
         precision: str = "auto",
         batch_size: int = 32,
         compile: bool = False,
+        flip: bool | None = None,
     ):
         self.device = torch.device(device) if device is not None else default_device()
         self.dtype = resolve_precision(precision, self.device)
@@ -80,6 +89,7 @@ class MemorabilityPredictor:
         )
         self.processor = processor
         self.batch_size = batch_size
+        self.flip = model.config.test_time_flip if flip is None else flip
 
     def preprocess(self, images: Sequence[ImageSource]) -> torch.Tensor:
         """Pixel values for a batch, through the model's own image processor."""
@@ -92,21 +102,37 @@ class MemorabilityPredictor:
 
     @torch.inference_mode()
     def forward(self, pixel_values: torch.Tensor) -> MemorabilityOutput:
-        """Scores (B,), uncertainties (B,) and embeddings (B, D) in float32 on the CPU, from the scoring copy."""
+        """Scores (B,), uncertainties (B,) and embeddings (B, D) in float32 on the CPU. With `flip`, the embedding
+        is the mean of the picture's and its mirror image's (a flip of the processed pixels is the flip of the centre
+        crop), and the heads score that mean, as heads fitted on flipped embeddings were fitted and evaluated."""
+        output = self.network_outputs(pixel_values)
+        if not self.flip:
+            return output
+        embeddings = (output.embeddings + self.network_outputs(pixel_values.flip(-1)).embeddings) / 2
+        scored = self.model.score_embeddings(embeddings.to(self.model.device))  # the fp32 heads
+        return MemorabilityOutput(**{key: value.float().cpu() for key, value in scored.items()})
+
+    def network_outputs(self, pixel_values: torch.Tensor) -> MemorabilityOutput:
+        """One pass of the scoring copy, its outputs in float32 on the CPU."""
         output = self.run(pixel_values=self.prepare(pixel_values), return_dict=True)
         return MemorabilityOutput(**{key: value.float().cpu() for key, value in output.items()})
 
-    def predict(self, images: ImageSource | Sequence[ImageSource]) -> float | np.ndarray:
+    def predict(
+        self, images: ImageSource | Sequence[ImageSource], return_uncertainty: bool = False
+    ) -> float | np.ndarray | tuple:
         """Score one image (→ float) or a list of images (→ array), batch by batch; an unreadable image raises
-        `ImageLoadError` naming it."""
+        `ImageLoadError` naming it. With `return_uncertainty`, (scores, uncertainties): the spread of the model's
+        heads around each score (0 for a model of one head)."""
         if not isinstance(images, (list, tuple)):
-            return float(self.predict([images])[0])
-        scores = []
-        for row in score_images(self, images, [describe(image) for image in images]):
+            scores, spreads = self.predict([images], return_uncertainty=True)
+            return (float(scores[0]), float(spreads[0])) if return_uncertainty else float(scores[0])
+        rows = list(score_images(self, images, [describe(image) for image in images]))
+        for row in rows:
             if row.error is not None:
                 raise ImageLoadError(row.error)
-            scores.append(row.score)
-        return np.asarray(scores, dtype=np.float32)
+        scores = np.asarray([row.score for row in rows], dtype=np.float32)
+        spreads = np.asarray([row.uncertainty for row in rows], dtype=np.float32)
+        return (scores, spreads) if return_uncertainty else scores
 
 
 def fast_layout(model: MemorabilityModel, dtype: torch.dtype, device: torch.device) -> torch.memory_format:
@@ -126,6 +152,36 @@ def scoring_copy(model: MemorabilityModel, dtype: torch.dtype, layout: torch.mem
     return fast
 
 
+class Int8Predictor(MemorabilityPredictor):
+    """A predictor whose network runs in int8 on the CPU: the model's `onnx/model_int8.onnx` in ONNX Runtime
+    (`memorability.int8`), made by `memorability quantize`. Scores, preprocessing, flip, `predict` and the batch
+    engine are the predictor's; `model` is the fp32 model (its config and fingerprint), and `dtype` names the int8
+    file by its hash, so that a run's manifest tells its parts from those of any other precision or int8 file.
+
+    It builds no torch scoring copy (the network runs in the session), and it has no gradients: heat maps need a
+    torch predictor (`load_predictor(model, precision="bf16")`).
+    """
+
+    def __init__(self, model: MemorabilityModel, processor, session: Int8Session, batch_size: int = 32):
+        self.device = torch.device("cpu")
+        self.model = model.eval()
+        self.processor = processor
+        self.session = session
+        self.dtype = session.label
+        self.batch_size = batch_size
+        self.flip = model.config.test_time_flip
+
+    @property
+    def scoring_model(self) -> MemorabilityModel:
+        raise Int8Error(
+            "An int8 predictor has no gradients for heat maps; load the model with precision 'bf16' or 'fp32' for them."
+        )
+
+    def network_outputs(self, pixel_values: torch.Tensor) -> MemorabilityOutput:
+        """One pass of the int8 network in its ONNX Runtime session."""
+        return self.session.run(pixel_values)
+
+
 def load_predictor(
     model: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
@@ -133,10 +189,59 @@ def load_predictor(
     batch_size: int = 32,
     compile: bool = False,
 ) -> MemorabilityPredictor:
-    """Load a model folder or Hub id once (default: $MEMORABILITY_MODEL, else the cached demo model)."""
+    """Load a model folder or Hub id once (default: $MEMORABILITY_MODEL, else the cached demo model).
+
+    `precision="int8"` gives an `Int8Predictor` on the CPU, from the int8 file `memorability quantize` made beside
+    the model; "auto" is always a torch precision here (heat maps need gradients): `load_scorer` picks int8."""
     source = resolve_model_source(model)
+    if precision == "int8":
+        if compile:
+            raise Int8Error("--compile applies to the torch precisions: int8 runs in ONNX Runtime, compiled already.")
+        if device is not None and torch.device(device).type != "cpu":
+            raise Int8Error(f"int8 runs on the CPU (ONNX Runtime), not on {device}: choose another precision there.")
+        require_int8(source)  # before the weights: an absent int8 file is refused at once
+        loaded, processor = load_model(source)
+        return Int8Predictor(loaded, processor, Int8Session(source, model_fingerprint(loaded, processor)), batch_size)
     loaded, processor = load_model(source)
     return MemorabilityPredictor(loaded, processor, device, precision, batch_size, compile)
+
+
+def load_scorer(
+    model: str | os.PathLike | None = None, device: str | torch.device | None = None, precision: str = "auto", **options
+) -> MemorabilityPredictor:
+    """The predictor that scores many images (the CLI): as `load_predictor` (`options`: batch_size, compile), except
+    that "auto" takes the model's int8 file where `prefers_int8` says so; a stale one (made from another model) is
+    passed over with a warning on stderr, where `precision="int8"` refuses it."""
+    source = resolve_model_source(model)
+    device = torch.device(device) if device is not None else default_device()
+    if prefers_int8(source, device, precision, options.get("compile", False)):
+        try:
+            return load_predictor(source, device, "int8", **options)
+        except Int8Error as error:  # a stale file: scored in torch, and said why (an explicit "int8" refuses)
+            print(f"warning: not scoring in int8: {error}", file=sys.stderr)
+    return load_predictor(source, device, precision, **options)
+
+
+def batch_twin(predictor: MemorabilityPredictor) -> MemorabilityPredictor:
+    """For an app that keeps a torch predictor for heat maps (the Space): the same model in int8 to score batches
+    with, where `prefers_int8` says so, sharing the predictor's model and processor; else (or where the file is stale,
+    with a warning on stderr) the predictor itself."""
+    source = predictor.model.name_or_path
+    if not prefers_int8(source, predictor.device):
+        return predictor
+    try:
+        session = Int8Session(source, model_fingerprint(predictor))
+    except Int8Error as error:  # a stale file: batches are scored in torch, and the log says why
+        print(f"warning: not scoring batches in int8: {error}", file=sys.stderr)
+        return predictor
+    return Int8Predictor(predictor.model, predictor.processor, session, predictor.batch_size)
+
+
+def prefers_int8(source: str, device: torch.device, precision: str = "auto", compile: bool = False) -> bool:
+    """Whether "auto" scores in int8: the model has an int8 file that met the fidelity thresholds when `memorability
+    quantize` made it, scoring runs on the CPU, and torch.compile is not asked for. int8 ran 1.5-2x as fast as the
+    bare network in bf16 at batch 32 on our 2-core CPU (bench/inference.py; its fidelity: bench/int8_fidelity.py)."""
+    return precision == "auto" and device.type == "cpu" and not compile and usable_int8(source)
 
 
 def resolve_model_source(model: str | os.PathLike | None) -> str:

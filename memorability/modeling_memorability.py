@@ -130,7 +130,10 @@ class MemorabilityModel(MemorabilityPreTrainedModel):
         (Grad-CAM): the one place the score is computed."""
         if start == 0:
             hidden = hidden.to(self.backbone.dtype)  # a reduced-precision copy (the predictor's) takes float32 pixels
-        embeddings = self.pool(self.forward_features(hidden, start))
+        return self.score_embeddings(self.pool(self.forward_features(hidden, start)))
+
+    def score_embeddings(self, embeddings: torch.Tensor) -> MemorabilityOutput:
+        """Scores (the heads' mean) and uncertainty (their spread) of pooled embeddings, which the output keeps."""
         per_head = self.forward_heads(embeddings)
         return MemorabilityOutput(
             scores=per_head.mean(dim=-1), embeddings=embeddings, uncertainty=per_head.std(dim=-1, correction=0)
@@ -159,8 +162,9 @@ class MemorabilityModel(MemorabilityPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         return output if return_dict else output.to_tuple()
 
-    def load_backbone_weights(self, source: str) -> None:
-        """Copy the weights of a pretrained backbone (Hub id or local folder) into ours, strictly.
+    def load_backbone_weights(self, source: str, revision: str | None = None) -> None:
+        """Copy the weights of a pretrained backbone (Hub id or local folder, at `revision` on the Hub) into ours,
+        strictly.
 
         The source may be the backbone itself or a model built on it (`ResNetForImageClassification`, a full
         `CLIPModel` or `SiglipModel`): its other parts (a classifier, a text tower) are dropped. Every weight of our
@@ -177,6 +181,7 @@ class MemorabilityModel(MemorabilityPreTrainedModel):
                 ignore_mismatched_sizes=True,  # reported in `info`, and refused below with the first key named
                 use_safetensors=True,
                 output_loading_info=True,
+                revision=revision,
                 **self.family.build_kwargs,
             )
         except (OSError, ValueError) as error:
@@ -206,9 +211,10 @@ def build_head(config: MemorabilityConfig) -> nn.Sequential:
     return nn.Sequential(*layers, nn.Linear(width, 1))
 
 
-def backbone_config_of(source: str):
-    """The vision config of a pretrained model (Hub id or folder): a dual encoder's (CLIP, SigLIP) vision tower."""
-    config = AutoConfig.from_pretrained(source)
+def backbone_config_of(source: str, revision: str | None = None):
+    """The vision config of a pretrained model (Hub id or folder, at `revision` on the Hub): a dual encoder's (CLIP,
+    SigLIP) vision tower."""
+    config = AutoConfig.from_pretrained(source, revision=revision)
     return getattr(config, "vision_config", None) or config
 
 

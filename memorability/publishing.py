@@ -19,9 +19,11 @@ from .configuration_memorability import MemorabilityConfig
 from .data import describe_data, lamem_to_table
 from .evaluation import RESULTS_FILE as EVAL_RESULTS_FILE
 from .faces import FaceDetectorMissingError, facenet_sources
+from .fingerprint import model_fingerprint
 from .hub_upload import PublishError
 from .image_processing import processor_image_size
 from .inference import load_model
+from .int8 import copy_int8
 from .modeling_memorability import MemorabilityModel, first_line
 from .tables import DataError, save_table
 from .training import BEST_DIR
@@ -52,7 +54,8 @@ def stage_model(
     train_results: str | os.PathLike | None = None,
     dataset_repo: str | None = None,
 ) -> Path:
-    """Weights, config with `auto_map`, the model's code, the image processor, results files and the model card.
+    """Weights, config with `auto_map`, the model's code, the image processor, the int8 file where there is one,
+    results files and the model card.
 
     The code ships (as `trust_remote_code`) so that `AutoModel.from_pretrained(repo, trust_remote_code=True)` works
     where this package is not installed; the image processor is a stock transformers class and needs none.
@@ -62,6 +65,8 @@ def stage_model(
     with remote_code_registration():
         model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
+    # onnx/model_int8.onnx and its record, where `memorability quantize` made them for this very model
+    int8 = copy_int8(model_dir, out_dir, model_fingerprint(model, processor))
     evaluation = read_json(Path(eval_results), "evaluation results") if eval_results else None
     training = read_json(Path(train_results), "training results") if train_results else None
     for record, name in ((evaluation, EVAL_RESULTS_FILE), (training, TRAIN_RESULTS_FILE)):
@@ -83,6 +88,9 @@ def stage_model(
         training=training,
         dataset_repo=dataset_repo,
         has_scatter=(out_dir / "scatter.png").is_file(),
+        int8=int8,
+        image_mean=tuple(processor.image_mean),
+        image_std=tuple(processor.image_std),
     )
     render_model_card(facts, template).save(out_dir / "README.md")
     return out_dir

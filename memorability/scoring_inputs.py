@@ -78,6 +78,34 @@ class DatasetImages(Sequence):
 
 
 @dataclass
+class DatasetInputs:
+    """A `datasets` table's images (a LaMem split, or all of them) as a run's inputs: named by image id, read row by
+    row, and identified for resuming by the file behind each row: its image file, or for images embedded in a
+    Parquet table (a folder or a Hub dataset) the table's name and the `datasets` fingerprint of what was loaded,
+    which changes with the table's files (a folder's own modification time does not, when a file in it is
+    rewritten) or with a new Hub revision."""
+
+    dataset: Dataset
+    source: str
+    names: list[str] = field(init=False)
+    files: list[str] = field(init=False)
+    listings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.names = list(self.dataset["image_id"])
+        undecoded = self.dataset.select_columns([IMAGE_COLUMN]).cast_column(IMAGE_COLUMN, ImageFeature(decode=False))
+        table = f"{self.source}@{self.dataset._fingerprint}"
+        self.files = [image["path"] if image["bytes"] is None else table for image in undecoded[IMAGE_COLUMN]]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def sources(self) -> DatasetImages:
+        return DatasetImages(self.dataset)
+
+
+@dataclass
 class ScoringInputs:
     """Parallel lists in input order: `names[i]` labels the image `sources[i]` opens; `listings` are the CSV and
     Parquet files the images were listed in (an output must never replace them)."""

@@ -1,13 +1,14 @@
-"""Batch scoring into one CSV that splits over processes and survives a kill.
+"""Batch scoring into one output (`memorability predict`'s CSV, or `train/embed.py`'s embeddings table) that splits
+over processes and survives a kill.
 
 The images are cut into chunks of `chunk_size` in input order; the processes take the unfinished chunks in turn and
 write each one as a Parquet part (`OUT.parts/part-<chunk>-rank<rank>.parquet`) through a temporary file and a
 rename, so a part on disk is always complete. A rerun of the same command skips the finished parts; then the first
-process merges the parts into the CSV in input order. One process (plain `memorability predict`) takes the same path.
+process merges the parts into the output in input order. One process (plain `memorability predict`) takes the same path.
 The part folder keeps a manifest of what its parts were computed from: the model's weights and processor (a hash),
-the precision, the chunk size and a hash per chunk of its images' names, sizes and modification times. A rerun
-keeps a part only where all of these match, so a replaced photo or a model saved again into the same folder is
-scored afresh, never mixed in. The first process holds a lock on the folder for the whole run.
+the precision, test-time flip, whether embeddings are kept, the chunk size and a hash per chunk of its images'
+names, sizes and modification times. A rerun keeps a part only where all of these match, so a replaced photo or a
+model saved again into the same folder is scored afresh, never mixed in. The first process holds a lock on the folder for the whole run.
 """
 
 import csv
@@ -15,9 +16,10 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 from pathlib import Path
 
@@ -38,17 +40,16 @@ CHUNK_SIZE = 1024
 MANIFEST = "manifest.json"
 # 1 named the model by its path; 2 had no uncertainty column: parts of an earlier format are never reused.
 MANIFEST_FORMAT = 3
-RUN_KEYS = ("format", "model", "precision", "chunk_size")  # any change invalidates every part
+RUN_KEYS = ("format", "model", "precision", "flip", "embeddings", "chunk_size")  # any change invalidates every part
 PART_NAME = re.compile(r"part-(?P<chunk>\d{6})-rank(?P<rank>\d+)\.parquet")
-PART_SCHEMA = pa.schema(
-    [
-        ("index", pa.int64()),
-        ("path", pa.string()),
-        ("score", pa.float64()),
-        ("uncertainty", pa.float64()),
-        ("error", pa.string()),
-    ]
-)
+PART_FIELDS = [
+    ("index", pa.int64()),
+    ("path", pa.string()),
+    ("score", pa.float64()),
+    ("uncertainty", pa.float64()),
+    ("error", pa.string()),
+]
+EMBEDDING_FIELD = ("embedding", pa.list_(pa.float32()))
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class ScoringSummary:
 
 
 def parts_folder(out: Path) -> Path:
-    """Where a run writes its parts: beside the CSV, named after it."""
+    """Where a run writes its parts: beside its output (the CSV or the table's folder), named after it."""
     return out.with_name(out.name + ".parts")
 
 
@@ -84,12 +85,15 @@ def part_path(folder: Path, chunk: int, rank: int) -> Path:
     return folder / f"part-{chunk:06d}-rank{rank}.parquet"
 
 
-def run_manifest(inputs: ScoringInputs, predictor: MemorabilityPredictor, chunk_size: int) -> dict:
-    """What the parts depend on: the run (model, precision, chunk size) and, chunk by chunk, the images."""
+def run_manifest(inputs: ScoringInputs, predictor: MemorabilityPredictor, chunk_size: int, embeddings: bool) -> dict:
+    """What the parts depend on: the run (model, precision, test-time flip, whether embeddings are kept, chunk size)
+    and, chunk by chunk, the images."""
     return {
         "format": MANIFEST_FORMAT,
         "model": model_fingerprint(predictor),
         "precision": str(predictor.dtype),
+        "flip": getattr(predictor, "flip", False),
+        "embeddings": embeddings,
         "chunk_size": chunk_size,
         "chunks": chunk_fingerprints(inputs.names, inputs.files, chunk_size),
     }
@@ -119,7 +123,7 @@ def stale_chunks(folder: Path, manifest: dict, parts: set[int]) -> set[int]:
         print(f"{why}; its parts belong to an unknown run, so scoring starts afresh.")
         return parts
     if any(stored.get(key) != manifest[key] for key in RUN_KEYS):
-        print(f"{folder} holds parts of another run (model, precision or chunk size); starting afresh.")
+        print(f"{folder} holds parts of another run (model, precision, flip, columns or chunk size); starting afresh.")
         return parts
     old, new = stored["chunks"], manifest["chunks"]
     stale = {chunk for chunk in parts if chunk >= min(len(old), len(new)) or old[chunk] != new[chunk]}
@@ -161,20 +165,21 @@ def remove_parts(folder: Path) -> None:
             folder.rmdir()
 
 
-def write_part(path: Path, start: int, rows: list[ScoredImage]) -> None:
+def write_part(path: Path, start: int, rows: list[ScoredImage], embeddings: bool) -> None:
     """A part appears whole or not at all (`atomic_file`)."""
-    table = pa.table(
-        {
-            "index": range(start, start + len(rows)),
-            "path": [row.name for row in rows],
-            "score": [row.score for row in rows],
-            "uncertainty": [row.uncertainty for row in rows],
-            "error": [row.error for row in rows],
-        },
-        schema=PART_SCHEMA,
-    )
+    columns = {
+        "index": range(start, start + len(rows)),
+        "path": [row.name for row in rows],
+        "score": [row.score for row in rows],
+        "uncertainty": [row.uncertainty for row in rows],
+        "error": [row.error for row in rows],
+    }
+    fields = PART_FIELDS
+    if embeddings:
+        columns["embedding"] = [None if row.embedding is None else row.embedding.tolist() for row in rows]
+        fields = [*PART_FIELDS, EMBEDDING_FIELD]
     with atomic_file(path, binary=True) as handle:
-        pq.write_table(table, handle)
+        pq.write_table(pa.table(columns, schema=pa.schema(fields)), handle)
 
 
 def score_chunks(
@@ -186,13 +191,14 @@ def score_chunks(
     rank: int,
     num_workers: int,
     progress=None,
+    embeddings: bool = False,
 ) -> None:
     """Score the given chunks in one DataLoader pass (batches never straddle chunks), writing each as it completes."""
     spans = [chunk_span(chunk, chunk_size, len(inputs)) for chunk in chunks]
     batches = [batch for span in spans for batch in consecutive_batches(span.start, span.stop, predictor.batch_size)]
-    rows = score_images(predictor, inputs.sources, inputs.names, batches, num_workers, progress)
+    rows = score_images(predictor, inputs.sources, inputs.names, batches, num_workers, progress, embeddings=embeddings)
     for chunk, span in zip(chunks, spans):
-        write_part(part_path(folder, chunk, rank), span.start, list(islice(rows, len(span))))
+        write_part(part_path(folder, chunk, rank), span.start, list(islice(rows, len(span))), embeddings)
 
 
 def merged_rows(folder: Path, chunks: int) -> Iterator[dict]:
@@ -220,33 +226,46 @@ def write_csv(out: Path, rows: Iterator[dict], uncertainty: bool) -> tuple[int, 
     return counts[0], counts[1]
 
 
-def score_to_csv(
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run in parts goes: decoding processes per scoring process, images per part, whether the parts stay
+    after the output is written, and whether a progress bar shows."""
+
+    num_workers: int = 0
+    chunk_size: int = CHUNK_SIZE
+    keep_parts: bool = False
+    progress: bool = True
+
+
+def score_in_parts(
     predictor: MemorabilityPredictor,
     inputs: ScoringInputs,
-    out: str | os.PathLike,
+    out: Path,
     accelerator: Accelerator,
-    num_workers: int = 0,
-    chunk_size: int = CHUNK_SIZE,
-    keep_parts: bool = False,
-    progress: bool = True,
+    write: Callable[[Path, Iterator[dict]], tuple[int, int]],
+    refuse: Callable[[Path], None],
+    options: RunOptions = RunOptions(),
+    embeddings: bool = False,
 ) -> ScoringSummary | None:
-    """Score `inputs` into the CSV `out` over all of the accelerator's processes, resuming from finished parts.
+    """Score `inputs` over all of the accelerator's processes into parts (resuming from finished ones), then have
+    the first process `write(out, rows in input order)` the output, which returns (scored, failed).
 
-    Every process calls this; the first returns the summary once the CSV is merged, the others return None. An
-    output that would replace or delete an input, or one another run is writing, is refused (`OutputError`) in
-    every process at once.
+    Every process calls this; the first returns the summary, the others None. `refuse(out)` raises `OutputError`
+    for an output of the wrong kind; an output that would replace or delete an input, or one another run is writing,
+    is refused too, in every process at once.
     """
+    chunk_size, num_workers = options.chunk_size, options.num_workers
     started = time.perf_counter()
-    out = Path(out)
     folder = parts_folder(out)
     chunks = -(-len(inputs) // chunk_size)
     with ExitStack() as lock:
         refusal = None
         if accelerator.is_main_process:
             try:
+                refuse(out)
                 refuse_unsafe_output(out, folder, inputs.files + inputs.listings)
                 lock.enter_context(hold_lock(folder))
-                prepare_parts(folder, run_manifest(inputs, predictor, chunk_size))
+                prepare_parts(folder, run_manifest(inputs, predictor, chunk_size, embeddings))
                 for leftover in leftover_temporaries(out.parent, out.name):
                     leftover.unlink()
             except MemorabilityError as error:
@@ -263,15 +282,37 @@ def score_to_csv(
         rank = accelerator.process_index
         label = "scoring" if accelerator.num_processes == 1 else f"scoring (rank {rank})"
         total = sum(len(chunk_span(chunk, chunk_size, len(inputs))) for chunk in mine)
-        with tqdm(total=total, desc=label, unit="img", disable=not progress, position=rank) as bar:
-            score_chunks(predictor, inputs, mine, chunk_size, folder, rank, num_workers, bar)
+        with tqdm(total=total, desc=label, unit="img", disable=not options.progress, position=rank) as bar:
+            score_chunks(predictor, inputs, mine, chunk_size, folder, rank, num_workers, bar, embeddings)
         accelerator.wait_for_everyone()
         if not accelerator.is_main_process:
             return None
-        ensemble = predictor.model.config.num_heads > 1
-        scored, failed = write_csv(out, merged_rows(folder, chunks), uncertainty=ensemble)
-        if not keep_parts:
+        scored, failed = write(out, merged_rows(folder, chunks))
+        if not options.keep_parts:
             remove_parts(folder)
     computed = len(inputs) - sum(len(chunk_span(chunk, chunk_size, len(inputs))) for chunk in finished)
     seconds = time.perf_counter() - started
     return ScoringSummary(out, scored, failed, accelerator.num_processes, len(finished), chunks, computed, seconds)
+
+
+def refuse_a_folder(out: Path) -> None:
+    if out.is_dir():
+        raise OutputError(f"The output {out} is a folder; name a CSV file to write the scores to.")
+
+
+def score_to_csv(
+    predictor: MemorabilityPredictor,
+    inputs: ScoringInputs,
+    out: str | os.PathLike,
+    accelerator: Accelerator,
+    num_workers: int = 0,
+    chunk_size: int = CHUNK_SIZE,
+    keep_parts: bool = False,
+    progress: bool = True,
+) -> ScoringSummary | None:
+    """Score `inputs` into the CSV `out` (`score_in_parts`): path, score, error, and an uncertainty column for a
+    model of several heads."""
+    ensemble = predictor.model.config.num_heads > 1
+    options = RunOptions(num_workers, chunk_size, keep_parts, progress)
+    write = partial(write_csv, uncertainty=ensemble)
+    return score_in_parts(predictor, inputs, Path(out), accelerator, write, refuse_a_folder, options)

@@ -48,7 +48,7 @@ from memorability.explain import DEFAULT_CAM_METHOD, ablation_effects, analyse, 
 from memorability.faces import FACE_DETECTOR  # noqa: E402
 from memorability.gradcam import METHODS, overlay  # noqa: E402
 from memorability.images import load_image  # noqa: E402
-from memorability.inference import MODEL_ENV, load_predictor  # noqa: E402
+from memorability.inference import MODEL_ENV, batch_twin, load_predictor  # noqa: E402
 from memorability.neighbours import NeighbourIndex  # noqa: E402
 from memorability.runtime import tune_allocator  # noqa: E402
 from visitors import MAX_FILE_BYTES, PhotoInput, UploadedFiles, answers_visitors, refusal  # noqa: E402
@@ -95,6 +95,9 @@ def load_resources() -> tuple:
 tune_allocator()
 try:
     PREDICTOR, INDEX, DEMO = load_resources()
+    # The Batch tab scores in int8 where the model has its int8 file (`memorability quantize`: about 1.5-2x the bf16
+    # speed on a 2-vCPU machine, within the fidelity it recorded); heat maps need gradients and stay on PREDICTOR.
+    BATCH_PREDICTOR = batch_twin(PREDICTOR)
 except MemorabilityError as error:  # a bad MEMORABILITY_MODEL or MEMORABILITY_INDEX: one sentence, exit status 1
     sys.exit(f"space/app.py: {error}")
 ENSEMBLE = PREDICTOR.model.config.num_heads > 1  # scores come with the spread of the heads around them
@@ -231,7 +234,7 @@ def score_batch(files: list[str] | None, progress=gr.Progress()):
     with expand(files, BATCH_BUDGET, labels=[Path(path).name for path in files]) as images:
         if not images:
             raise refusal("No images found: upload photos or a .zip of photos.")
-        scored = score_images(PREDICTOR, images, images.names)
+        scored = score_images(BATCH_PREDICTOR, images, images.names)
         rows = list(progress.tqdm(scored, total=len(images), desc="Scoring"))
     table = pd.DataFrame(
         {

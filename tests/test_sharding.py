@@ -170,7 +170,7 @@ def test_a_model_saved_again_into_the_same_folder_is_used(tiny_model_dir, photos
     capsys.readouterr()
 
     predict(photos, model, out, "--keep-parts")
-    assert "parts of another run (model, precision or chunk size); starting afresh." in capsys.readouterr().out
+    assert "parts of another run (model, precision, flip, columns or chunk size); starting afresh." in capsys.readouterr().out
     fresh = tmp_path / "fresh.csv"
     predict(photos, model, fresh)
     assert scores_by_name(out) == scores_by_name(fresh) != old_scores

@@ -55,3 +55,19 @@ def save_tiny_model(folder: Path, family: str, seed: int = 0) -> Path:
     tiny_model(family, seed).save_pretrained(folder)
     make_image_processor(IMAGE_SIZE).save_pretrained(folder)
     return folder
+
+
+def save_tiny_encoder(folder: Path, family: str, seed: int = 0) -> Path:
+    """A pretrained-looking encoder folder, as `train/embed.py --encoder` takes one from the Hub: the backbone alone,
+    with its family's own image processor at 32 px (CLIP's and SigLIP's normalisation, DINOv2's BiT processor)."""
+    from transformers import BitImageProcessor, CLIPImageProcessor, SiglipImageProcessor
+
+    tiny_model(family, seed).backbone.save_pretrained(folder)
+    square = {"height": IMAGE_SIZE, "width": IMAGE_SIZE}
+    processor = {
+        "clip": lambda: CLIPImageProcessor(size={"shortest_edge": IMAGE_SIZE}, crop_size=square),
+        "siglip": lambda: SiglipImageProcessor(size=square),
+        "dinov2": lambda: BitImageProcessor(size={"shortest_edge": IMAGE_SIZE}, crop_size=square),
+    }[family]()
+    processor.save_pretrained(folder)
+    return folder
