@@ -15,7 +15,10 @@ Model forward only, on random pixels (decoding is in bench/end_to_end.py); ResMe
 case. Times are medians; batch 1 is reported as ms per image too.
 
     python bench/inference.py [--batch1-iterations 30] [--batch32-iterations 6] [--no-compile] [--no-resmem]
-                              [--precision int8] [--rounds 1] [--quiet-wait 120]
+                              [--precision int8] [--rounds 1] [--ratio-rounds 3] [--quiet-wait 120]
+
+The rows the goals compare (ours in bf16 and int8, the bare network) are measured --ratio-rounds times, alternating,
+and keep their best figures: single runs moved by up to 30% on this VM with nothing else running.
 
 The int8 files are made once per run, for the same random-weight ResNet50, whole and with the stem in fp32 (seconds
 each: `quantize_model` with its default calibration photos; fidelity does not matter for speed and is measured by
@@ -59,6 +62,12 @@ CONFIGURATIONS = [
     ("resmem", "fp32", "default"),
     ("resmem", "fp32", "env"),
 ]
+# What the goals compare, measured --ratio-rounds times: single runs on this VM moved by up to 30% with no other
+# process about (the host's share of the CPU), so each keeps its best figures, from runs alternating with the others.
+RATIO_CONFIGURATIONS = {
+    ("ours", "bf16", "mallopt"), ("ours", "int8", "mallopt"), ("ours", "int8-stem", "mallopt"),
+    ("torchvision", "bf16", "mallopt"),
+}  # fmt: skip
 LABELS = {
     "fp32": "fp32",
     "bf16-autocast": "bf16 autocast + CL",
@@ -202,6 +211,18 @@ def int8_models(work: Path) -> dict[str, str]:
     return folders
 
 
+def best_of(tries: list[dict]) -> dict:
+    """One configuration's runs as one row: the best batch-1 and batch-32 figures (timeit's rule: noise only ever
+    slows a run down), and how many runs there were."""
+    done = [row for row in tries if "error" not in row]
+    if not done:
+        return tries[0]
+    fastest1 = min(done, key=lambda row: row["batch1_ms"])
+    fastest32 = max(done, key=lambda row: row["batch32_images_per_s"])
+    picked = {key: fastest1[key] for key in ("batch1_ms", "batch1_images_per_s")}
+    return fastest32 | picked | {"runs": len(done), "others_cpu_share": max(row["others_cpu_share"] for row in done)}
+
+
 def find(rows: list[dict], model: str, precision: str, allocator: str) -> dict | None:
     for row in rows:
         if (row["model"], row["precision"], row["allocator"]) == (model, precision, allocator) and "error" not in row:
@@ -251,7 +272,8 @@ def print_table(rows: list[dict], summary: dict) -> None:
                 f"{head} {row['batch1_ms']:8.1f} {row['batch1_images_per_s']:9.1f} {row['batch32_images_per_s']:10.1f} "
                 f"{row['page_faults_per_batch32']:10.0f} {row['others_cpu_share']:7.0%}"
             )
-    print("(faults/b32: minor page faults per batch-32 forward; others: CPU share other processes used meanwhile)")
+    print("(faults/b32: minor page faults per batch-32 forward; others: CPU share other processes used meanwhile; "
+          "ours in bf16 and int8 and the bare network: the best of --ratio-rounds alternating runs)")
     compiled = find(rows, "ours", "bf16+compile", "mallopt")
     if compiled:
         first = compiled["first_call_s"]
@@ -287,6 +309,13 @@ def main(argv: list[str] | None = None) -> int:
         "--precision", choices=sorted(LABELS), help="measure only this precision of ours, beside the bare network"
     )
     parser.add_argument("--rounds", type=int, default=1, help="runs per configuration; the least disturbed is kept")
+    parser.add_argument(
+        "--ratio-rounds",
+        type=int,
+        default=3,
+        help="runs of the configurations the goals compare (ours in bf16 and int8, the bare network), alternating; "
+        "each one's best batch-1 and batch-32 figures are kept (default: 3)",
+    )
     add_quiet_wait(parser)
     parser.add_argument("--worker", nargs=2, metavar=("MODEL", "PRECISION"), help=argparse.SUPPRESS)
     parser.add_argument("--int8-model", help=argparse.SUPPRESS)  # in a worker: the folder of its int8 file
@@ -301,7 +330,12 @@ def main(argv: list[str] | None = None) -> int:
         if any(config[1].startswith("int8") for config in configurations):
             args.int8_models = int8_models(Path(work))
         runs = [[run_configuration(*config, args) for config in configurations] for _ in range(args.rounds)]
+        compared = [config for config in configurations if config in RATIO_CONFIGURATIONS]
+        extra = [[run_configuration(*config, args) for config in compared] for _ in range(args.ratio_rounds - 1)]
     rows = [min(tries, key=lambda row: row.get("others_cpu_share", 1.0)) for tries in zip(*runs)]
+    for config, *more in zip(compared, *extra):
+        position = configurations.index(config)
+        rows[position] = best_of([rows[position], *more])
     summary = summarise(rows)
     print_table(rows, summary)
     print(f"\nwrote {save_result('inference', {'settings': vars(args), 'rows': rows, 'summary': summary})}")

@@ -1,10 +1,10 @@
-"""The two int8 routes side by side, to choose one (README, "int8 scoring"): ONNX Runtime's static quantization in
-QDQ form (what `memorability quantize` makes) against torchao's PT2E flow (X86InductorQuantizer, then torch.compile
-with freezing), on the same random-weight ResNet50 at 224 px (our model, batch norm folded), each in a fresh process
-with the allocator setting and the same 64 calibration photos. Reported for each: the setup (quantizing, and for
-torchao exporting and converting), the first call at batch 1 and at batch 32 (torchao compiles once per shape, in
-every new process), then batch-1 ms and batch-32 img/s (medians), and the embeddings' cosine to fp32 on held-out
-photos (random weights: the ranking is bench/int8_fidelity.py's).
+"""The two int8 routes side by side, to choose one (README, "int8 scoring"): ONNX Runtime's static quantization in QDQ
+form (what `memorability quantize` makes) against torchao's PT2E flow (X86InductorQuantizer, then torch.compile with
+freezing), on the same random-weight ResNet50 at 224 px (our model, batch norm folded), each in a fresh process with
+the allocator setting, an empty compile cache and the same 64 calibration photos. Reported for each: the setup
+(quantizing, and for torchao exporting and converting), the first call at batch 1 and at batch 32 (torchao compiles
+once per shape, in every new process), then batch-1 ms and batch-32 img/s (medians), and the embeddings' cosine to
+fp32 on held-out photos (random weights: the ranking is bench/int8_fidelity.py's).
 
 torchao is not a dependency: installed into the project's environment, transformers imports it and warns on stderr.
 `make bench` installs it into .venv/torchao-apart, the default folder here; elsewhere, install it apart and pass
@@ -144,10 +144,12 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [args.torchao_path, env.get("PYTHONPATH")]))
         print(f"measuring {route} ...", flush=True)
-        try:
-            rows.append(json_line(run_python([__file__, "--worker", route, "--iterations", str(args.iterations)], env)))
-        except WorkerFailed as error:  # reported, and the other route still counts
-            print(f"{route} failed: {str(error).strip().splitlines()[-1]}")
+        command = [__file__, "--worker", route, "--iterations", str(args.iterations)]
+        with tempfile.TemporaryDirectory() as cache:  # an empty compile cache: what a user's new process meets
+            try:
+                rows.append(json_line(run_python(command, env | {"TORCHINDUCTOR_CACHE_DIR": cache})))
+            except WorkerFailed as error:  # reported, and the other route still counts
+                print(f"{route} failed: {str(error).strip().splitlines()[-1]}")
     print(f"\nint8 routes, random-weight ResNet50 at 224 px, {describe_machine()['cpus']} CPU cores")
     print(f"{'route':12} {'setup s':>8} {'1st b1 s':>9} {'1st b32 s':>10} {'b1 ms':>7} {'b32 img/s':>10} {'cosine':>7}")
     for row in rows:

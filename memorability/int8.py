@@ -8,7 +8,7 @@ it. Static quantization in QDQ form, per-channel int8 weights and uint8 activati
 the fast ones: with int8 activations, the prototype behind this module ran no faster than fp32): on our 2-core Zen 4
 CPU (AVX512-VNNI) ONNX Runtime ran a ResNet50 1.55-2.0× as fast as the bare torchvision network in bf16 +
 channels_last (bench/inference.py). The predictor loads in under a second and nothing compiles; torchao's PT2E
-route compiled for about 20 s at the first call of every new process, and again per batch shape
+route compiled for 15-20 s at the first call of every new process, and again per batch shape
 (bench/int8_routes.py; README, "int8 scoring on the CPU").
 
 This module imports no other scoring code, so that `memorability.inference.load_predictor` can open it.

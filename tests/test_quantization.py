@@ -133,11 +133,11 @@ def test_the_cli_quantizes_and_refuses_in_one_line(tiny_model_dir, tmp_path, cap
     assert "OUTSIDE (kept: --allow-lossy)" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("family", ["clip", "dinov2"])
+@pytest.mark.parametrize("family", ["clip", "siglip", "dinov2"])
 def test_transformer_backbones_export_and_quantize(family, tmp_path):
     folder = save_tiny_model(tmp_path / family, family)
     record = quantize_model(folder, allow_lossy=True)  # made and measured; fidelity is the record's
-    assert record["backbone"] == ("clip_vision_model" if family == "clip" else family)
+    assert record["backbone"] == {"clip": "clip_vision_model", "siglip": "siglip_vision_model"}.get(family, family)
     assert (folder / INT8_FILE).is_file() and np.isfinite(record["fidelity"]["spearman"])
 
 
@@ -152,3 +152,11 @@ def test_the_neighbour_overlap_counts_the_neighbours_a_query_keeps():
     # kept, and every other row keeps all of them.
     assert neighbour_overlap(gallery, queries, 10) == pytest.approx((11 + 0.9) / 12)
     assert neighbour_overlap(gallery, gallery, 10) == 1.0
+
+
+def test_a_neighbour_index_calibrates_with_its_thumbnails(tiny_model_dir, space_index, tmp_path):
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    record = quantize_model(folder, space_index, allow_lossy=True, max_images=60)
+    calibration = record["calibration"]
+    assert calibration["source"].startswith("60 of the ") and "thumbnails of the neighbour index" in calibration["source"]
+    assert calibration["images"] + calibration["held_out_images"] == 60 and calibration["held_out_images"] > 0
