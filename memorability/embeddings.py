@@ -60,17 +60,18 @@ class Embeddings:
 
 
 def load_encoder(
-    source: str,
-    device=None,
-    precision: str = "auto",
-    batch_size: int = 32,
-    flip: bool = False,
-    revision: str | None = None,
+    source: str, device=None, precision: str = "auto", batch_size: int = 32, flip: bool = False
 ) -> MemorabilityPredictor:
+    """A pretrained vision model (Hub id or folder) as a frozen encoder to embed with (`encoder_model`)."""
+    model, processor = encoder_model(source)
+    return MemorabilityPredictor(model, processor, device, precision, batch_size, flip=flip)
+
+
+def encoder_model(source: str, revision: str | None = None) -> tuple[MemorabilityModel, object]:
     """A pretrained vision model (Hub id or folder; `revision`: a Hub commit, e.g. the one embeddings were made
-    with) as a frozen encoder: its backbone, pooled by its family's convention, with its own image processor. The
-    head is a zero linear layer: its scores are not used, and a deterministic head keeps the run's fingerprint the
-    same from one run to the next (so a rerun resumes)."""
+    with) as a fp32 `MemorabilityModel` and its own image processor: its backbone, pooled by its family's convention.
+    The head is a zero linear layer: its scores are not used, and a deterministic head keeps the fingerprint the
+    same from one run to the next (so a rerun resumes, and fit_head.py can tell the encoder has not changed)."""
     try:
         processor = AutoImageProcessor.from_pretrained(source, revision=revision)
     except (OSError, ValueError) as error:
@@ -82,7 +83,7 @@ def load_encoder(
     model.load_backbone_weights(source, revision)
     torch.nn.init.zeros_(model.head[-1].weight)
     torch.nn.init.zeros_(model.head[-1].bias)
-    return MemorabilityPredictor(model, processor, device, precision, batch_size, flip=flip)
+    return model.eval(), processor
 
 
 def hub_revision(source: str) -> str | None:

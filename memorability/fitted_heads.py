@@ -22,7 +22,7 @@ from scipy import stats
 
 from .data import SPLIT_INDICES, describe_data, load_lamem
 from .configuration_memorability import MemorabilityConfig
-from .embeddings import Embeddings, load_encoder, read_embeddings
+from .embeddings import Embeddings, encoder_model, read_embeddings
 from .errors import MemorabilityError
 from .fingerprint import model_fingerprint
 from .head_fitting import MLP_DROPOUT, FittedHead, fit_head
@@ -68,9 +68,9 @@ def fit_heads(
     described = describe_data(data)
     indices = (1,) if described["kind"] == "csv" else SPLIT_INDICES
     exclude = held_out_ids(embeddings.ids, holdout, seed) if len(indices) > 1 else set()
-    info = embeddings.info  # the encoder at the Hub revision the embeddings were made with (None for a folder)
-    encoder = load_encoder(info["encoder"], device="cpu", precision=info["precision"], revision=info.get("revision"))
-    if model_fingerprint(encoder) != embeddings.info["fingerprint"]:
+    # The encoder (fp32, no scoring copy) at the Hub commit the embeddings were made with (None for a folder).
+    encoder, processor = encoder_model(embeddings.info["encoder"], embeddings.info.get("revision"))
+    if model_fingerprint(encoder, processor) != embeddings.info["fingerprint"]:
         raise FitError(
             f"The encoder at {embeddings.info['encoder']} is not the one that made {embeddings_folder} (another "
             "revision or another model): embed again, or fit on the embeddings of this encoder."
@@ -88,7 +88,7 @@ def fit_heads(
             for image_id, score in zip(splits[name]["image_id"], splits[name]["score"]):
                 if image_id in exclude:
                     human.setdefault(image_id, []).append(score)
-    model = assemble(encoder.model, heads, list(indices), flip=bool(embeddings.info.get("flip")))
+    model = assemble(encoder, heads, list(indices), flip=bool(embeddings.info.get("flip")))
     per_split = {}
     for position, (index, (vectors, scores, missing)) in enumerate(tests.items()):
         predicted = head_scores(model, vectors)[:, position]
@@ -111,7 +111,7 @@ def fit_heads(
         "holdout": {"fraction": holdout if exclude else 0.0, "images": len(exclude), "seed": seed},
         "embeddings": {key: value for key, value in embeddings.info.items() if key != "processor"},
     }
-    save(model, encoder.processor, Path(out), results, fitting)
+    save(model, processor, Path(out), results, fitting)
     return results
 
 
