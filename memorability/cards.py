@@ -1,4 +1,4 @@
-"""The Hub's cards: the model card (with a model-index read from eval_results.json) and the dataset card.
+"""The Hub's model card, with a model-index read from eval_results.json (the dataset card: `dataset_cards`).
 
 Model and dataset cards are rendered from the Jinja templates `model_card.md` and `dataset_card.md` (at the project
 root) through `ModelCard.from_template` / `DatasetCard.from_template`, so their YAML is written by huggingface_hub.
@@ -12,14 +12,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from . import __version__
-from .ablations import ABLATIONS
 from .backbones import backbone_family
 from .configuration_memorability import MemorabilityConfig
-from .data import SPLIT_INDICES, describe_data
+from .data import describe_data
 from .tables import DataError
 from .cache_paths import DEMO_NOTICE
 from .presets import BACKBONES, DEFAULT_WEIGHTS
@@ -27,12 +26,6 @@ from .presets import BACKBONES, DEFAULT_WEIGHTS
 TASK = {"task_type": "image-regression", "task_name": "Image memorability (regression)"}
 LAMEM_DATASET_TYPE = "lamem"
 MODEL_TAGS = ("image-regression", "memorability", "pytorch", "custom_code")  # and the backbone's model type
-SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"))
-LAMEM_LICENSE = {
-    "license": "other",
-    "license_name": "lamem-research-use",
-    "license_link": "http://memorability.csail.mit.edu/",
-}
 DEMO_TRAINING_DATA = {"name": "generated sample pictures (the demo recipe)", "is_lamem": False}
 TRAINING_LABELS = {  # train_results.json's "arguments"
     "backbone": "Backbone preset",
@@ -368,39 +361,5 @@ def render_model_card(facts: ModelFacts, template: str | os.PathLike) -> ModelCa
         uncertainty=uncertainty_text(evaluation) if facts.config.num_heads > 1 else None,
         int8=int8_section(facts.int8),
         version=__version__,
-        lamem_bibtex=LAMEM_BIBTEX,
-    )
-
-
-def size_category(n: int) -> str:
-    return next((name for limit, name in SIZE_CATEGORIES if n < limit), "n>1M")
-
-
-def render_dataset_card(
-    repo_id: str, described: dict, num_rows: int, num_shards: int, template: str | os.PathLike
-) -> DatasetCard:
-    """The dataset card: research-use licence terms, sizes, the Parquet config, fields, split indices, ablations."""
-    card_data = DatasetCardData(
-        **LAMEM_LICENSE,
-        pretty_name=described["name"],
-        task_categories=["other"],
-        tags=["image-regression", "memorability", *(["lamem"] if described["is_lamem"] else [])],
-        size_categories=[size_category(num_rows)],
-        source_datasets=["original"],
-        annotations_creators=["crowdsourced"] if described["is_lamem"] else ["machine-generated"],
-        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}],
-    )
-    ablations = [(name, ablation.description) for name, ablation in ABLATIONS.items()]
-    return DatasetCard.from_template(
-        card_data,
-        template_path=str(template),
-        repo_id=repo_id,
-        data_name=described["name"],
-        is_lamem=described["is_lamem"],
-        num_rows=f"{num_rows:,}",
-        num_shards=num_shards,
-        split_indices=list(SPLIT_INDICES),
-        ablations=ablations,
-        first_ablation=ablations[0][0],
         lamem_bibtex=LAMEM_BIBTEX,
     )

@@ -14,9 +14,10 @@ from pathlib import Path
 from huggingface_hub import SpaceCard
 
 from .cache_paths import DEMO_MARKER, is_demo_model
-from .cards import ModelFacts, render_dataset_card, render_model_card, without_local_paths
+from .cards import ModelFacts, render_model_card, without_local_paths
 from .configuration_memorability import MemorabilityConfig
 from .data import describe_data, lamem_to_table
+from .dataset_cards import render_dataset_card
 from .evaluation import RESULTS_FILE as EVAL_RESULTS_FILE
 from .faces import FaceDetectorMissingError, facenet_sources
 from .fingerprint import model_fingerprint
