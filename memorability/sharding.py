@@ -4,11 +4,12 @@ over processes and survives a kill.
 The images are cut into chunks of `chunk_size` in input order; the processes take the unfinished chunks in turn and
 write each one as a Parquet part (`OUT.parts/part-<chunk>-rank<rank>.parquet`) through a temporary file and a
 rename, so a part on disk is always complete. A rerun of the same command skips the finished parts; then the first
-process merges the parts into the output in input order. One process (plain `memorability predict`) takes the same path.
-The part folder keeps a manifest of what its parts were computed from: the model's weights and processor (a hash),
-the precision, test-time flip, whether embeddings are kept, the chunk size and a hash per chunk of its images'
-names, sizes and modification times. A rerun keeps a part only where all of these match, so a replaced photo or a
-model saved again into the same folder is scored afresh, never mixed in. The first process holds a lock on the folder for the whole run.
+process merges the parts into the output in input order. One process (plain `memorability predict`) takes the same
+path. The part folder keeps a manifest of what its parts were computed from: the model's weights and processor (a
+hash), the precision, test-time flip, whether embeddings are kept, the chunk size and a hash per chunk of its
+images' names, sizes and modification times. A rerun keeps a part only where all of these match, so a replaced photo
+or a model saved again into the same folder is scored afresh, never mixed in. The first process holds a lock on the
+folder for the whole run.
 """
 
 import csv
@@ -92,7 +93,7 @@ def run_manifest(inputs: ScoringInputs, predictor: MemorabilityPredictor, chunk_
         "format": MANIFEST_FORMAT,
         "model": model_fingerprint(predictor),
         "precision": str(predictor.dtype),
-        "flip": getattr(predictor, "flip", False),
+        "flip": predictor.flip,
         "embeddings": embeddings,
         "chunk_size": chunk_size,
         "chunks": chunk_fingerprints(inputs.names, inputs.files, chunk_size),
