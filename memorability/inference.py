@@ -210,15 +210,15 @@ def load_scorer(
     model: str | os.PathLike | None = None, device: str | torch.device | None = None, precision: str = "auto", **options
 ) -> MemorabilityPredictor:
     """The predictor that scores many images (the CLI): as `load_predictor` (`options`: batch_size, compile), except
-    that "auto" takes the model's int8 file where `prefers_int8` says so; a stale one (made from another model) is
-    passed over with a warning on stderr, where `precision="int8"` refuses it."""
+    that "auto" takes the model's int8 file where `prefers_int8` says so; a stale one (made from another model) or
+    one with an unreadable record is passed over with a warning on stderr, where `precision="int8"` refuses it."""
     source = resolve_model_source(model)
     device = torch.device(device) if device is not None else default_device()
-    if prefers_int8(source, device, precision, options.get("compile", False)):
-        try:
+    try:
+        if prefers_int8(source, device, precision, options.get("compile", False)):
             return load_predictor(source, device, "int8", **options)
-        except Int8Error as error:  # a stale file: scored in torch, and said why (an explicit "int8" refuses)
-            print(f"warning: not scoring in int8: {error}", file=sys.stderr)
+    except Int8Error as error:  # a stale file or an unreadable record: scored in torch, and said why
+        print(f"warning: not scoring in int8: {error}", file=sys.stderr)
     return load_predictor(source, device, precision, **options)
 
 
@@ -227,14 +227,13 @@ def batch_twin(predictor: MemorabilityPredictor) -> MemorabilityPredictor:
     with, where `prefers_int8` says so, sharing the predictor's model and processor; else (or where the file is stale,
     with a warning on stderr) the predictor itself."""
     source = predictor.model.name_or_path
-    if not prefers_int8(source, predictor.device):
-        return predictor
     try:
-        session = Int8Session(source, model_fingerprint(predictor))
-    except Int8Error as error:  # a stale file: batches are scored in torch, and the log says why
+        if prefers_int8(source, predictor.device):
+            session = Int8Session(source, model_fingerprint(predictor))
+            return Int8Predictor(predictor.model, predictor.processor, session, predictor.batch_size)
+    except Int8Error as error:  # a stale file or an unreadable record: batches in torch, and the log says why
         print(f"warning: not scoring batches in int8: {error}", file=sys.stderr)
-        return predictor
-    return Int8Predictor(predictor.model, predictor.processor, session, predictor.batch_size)
+    return predictor
 
 
 def prefers_int8(source: str, device: torch.device, precision: str = "auto", compile: bool = False) -> bool:

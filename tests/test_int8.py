@@ -83,6 +83,10 @@ def test_an_int8_file_made_from_another_model_is_refused(int8_model, tmp_path, c
     assert "made from another model" in capsys.readouterr().err
     with pytest.raises(Int8Error, match="made from another model"):  # and a stale file is never published
         stage_model(folder, tmp_path / "staged", "org/model", TEMPLATE)
+    (folder / RECORD_FILE).write_text("{ not json")  # an unreadable record: passed over the same way
+    assert not isinstance(load_scorer(folder, "cpu"), Int8Predictor)
+    assert not isinstance(batch_twin(load_predictor(folder, "cpu")), Int8Predictor)
+    assert capsys.readouterr().err.count("cannot read the int8 record") == 2
 
 
 def test_a_processor_change_or_a_swapped_file_is_refused(int8_model, tmp_path):
