@@ -25,7 +25,9 @@ from .calibration import DEFAULT_MAX_IMAGES, CalibrationSet, calibration_set
 from .errors import MemorabilityError
 from .fingerprint import model_fingerprint
 from .inference import load_model, scoring_copy
-from .int8 import INPUT_NAME, INT8_FILE, OUTPUT_NAMES, RECORD_FILE, RECORD_FORMAT, file_digest, open_session, run_session
+from .int8 import (
+    INPUT_NAME, INT8_FILE, OUTPUT_NAMES, RECORD_FILE, RECORD_FORMAT, file_digest, open_session, run_session,
+)
 from .modeling_memorability import MemorabilityModel, MemorabilityOutput, first_line
 from .run_output import atomic_file
 
@@ -174,21 +176,25 @@ def quantize_file(fp32: Path, int8: Path, pixels: np.ndarray, stem_in_fp32: bool
     try:
         quantize_prepared(fp32, int8, pixels, stem_in_fp32)
     except ImportError as error:
-        raise QuantizationError(f"int8 needs onnx and onnxruntime ({first_line(error)}): pip install onnx onnxruntime.") from None
+        raise QuantizationError(
+            f"int8 needs onnx and onnxruntime ({first_line(error)}): pip install onnx onnxruntime."
+        ) from None
     except Exception as error:  # ONNX Runtime's tools raise many kinds, with no common base class
         raise QuantizationError(f"ONNX Runtime could not quantize this model ({first_line(error)}).") from None
 
 
 def quantize_prepared(fp32: Path, int8: Path, pixels: np.ndarray, stem_in_fp32: bool) -> None:
-    """ONNX Runtime's pre-processing (shape inference, graph clean-up), then `quantize_static` with `SETTINGS`."""
+    """ONNX Runtime's pre-processing (shape inference, graph clean-up; once per fp32 file, which the stem fallback
+    quantizes a second time), then `quantize_static` with `SETTINGS`."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    prepared = fp32.with_name("prepared.onnx")
-    try:
-        quant_pre_process(str(fp32), str(prepared))
-    except Exception:  # symbolic shape inference fails on some graphs (SigLIP's attention-pooling head)
-        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+    prepared = fp32.with_name(fp32.stem + "_prepared.onnx")
+    if not prepared.is_file():
+        try:
+            quant_pre_process(str(fp32), str(prepared))
+        except Exception:  # symbolic shape inference fails on some graphs (SigLIP's attention-pooling head)
+            quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
     quantize_static(
         str(prepared),
         str(int8),
@@ -260,8 +266,7 @@ def quantize_model(
                 f"{fidelity.summary()}, against ρ ≥ {MIN_SPEARMAN} and p99 ≤ {MAX_P99_DIFFERENCE}; nothing was "
                 "written (pass --allow-lossy to keep it anyway)."
             )
-        record = make_record(int8_file, model, processor, pictures, calibrate, held_out, fidelity)
-        record["settings"]["stem_in_fp32"] = stem
+        record = make_record(int8_file, model, processor, pictures, (calibrate, held_out), fidelity, stem)
         (folder / INT8_FILE).parent.mkdir(exist_ok=True)
         with atomic_file(folder / INT8_FILE, binary=True) as handle:
             handle.write(int8_file.read_bytes())
@@ -281,14 +286,16 @@ def make_record(
     model: MemorabilityModel,
     processor,
     pictures: CalibrationSet,
-    calibrate: list[int],
-    held_out: list[int],
+    split: tuple[list[int], list[int]],
     fidelity: Fidelity,
+    stem_in_fp32: bool,
 ) -> dict:
-    """What `onnx/quantization.json` says: the file's format and hash, the model it belongs to, how it was made and from
-    which pictures, and its measured fidelity against fp32."""
+    """What `onnx/quantization.json` says: the file's format and hash, the model it belongs to, how it was made
+    (with the stem in fp32 or not) and from which pictures (`split`: calibrated on, held out), and its measured
+    fidelity against fp32."""
     import onnxruntime
 
+    calibrate, held_out = split
     return {
         "format": RECORD_FORMAT,
         "file": INT8_FILE,
@@ -297,7 +304,7 @@ def make_record(
         "backbone": model.config.backbone_config.model_type,
         "onnxruntime": onnxruntime.__version__,
         "torch": torch.__version__,
-        "settings": dict(SETTINGS),
+        "settings": SETTINGS | {"stem_in_fp32": stem_in_fp32},
         "calibration": {
             "source": pictures.description,
             "images": len(calibrate),

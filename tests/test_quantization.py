@@ -111,6 +111,7 @@ def test_a_lossy_file_is_refused_in_one_sentence_and_nothing_is_written(tiny_mod
     assert sorted(path.name for path in folder.iterdir()) == before
     record = quantize_model(folder, allow_lossy=True)
     assert not record["meets_thresholds"] and (folder / INT8_FILE).is_file()
+    assert record["settings"]["stem_in_fp32"] is True  # both tried, whole network first: the last one is kept
 
 
 def test_the_cli_quantizes_and_refuses_in_one_line(tiny_model_dir, tmp_path, capsys, monkeypatch):
