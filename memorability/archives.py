@@ -1,26 +1,30 @@
 """Files and zips of images as one indexable sequence, read one image at a time within a budget fixed beforehand.
 
-A request (a Space visitor's batch) names files and zips. Everything it could read is counted first, from each
-file's size (`os.stat`) and each zip's directory (`infolist()`), and a request over its budget is refused whole,
-in one sentence, before a byte of any image is read: ten 20 MB zips that each unpack to 499 MB would otherwise
-hold about 5 GB. The images are then read only when indexed, one at a time, so that a scorer holds one batch.
+A request (a Space visitor's batch) names files and zips. Everything it could read is counted first: the number
+of entries before any is looked at, then each file's size (`os.stat`) and each zip's directory (`infolist()`), then
+each image's header, which tells what decoding it will hold in memory (`images.decoded_bytes`: a 97 KB PNG can
+decode to 100 MB). A request over its budget is refused whole, in one sentence, before a pixel is decoded: ten
+20 MB zips that each unpack to 499 MB would otherwise hold about 5 GB. The same file (or zip member) listed again is
+counted once, and scored once (`ImageEntries.keys`). The images are then read only when indexed, one at a time, so
+that a scorer holds one batch.
 
 Zips are never extracted: a member's bytes go straight to the image loader, so no name inside a zip can write
 anywhere. Names that would escape their folder (zip-slip) are still refused by name, as error rows, and so are a
 damaged zip, an encrypted member and one over the size of a single image: one bad entry never costs the rest. A
 member is read up to its declared size, never further, so a header that lies costs no more than it declares.
-Hidden entries (`.name`, macOS's `__MACOSX/` copies) are skipped, as in folders (`images.list_image_files`).
+Hidden entries (`.name`, macOS's `__MACOSX/` copies) are skipped, as in folders (`images.list_image_files`); a zip
+inside a zip is not opened, and gets a row that says so.
 """
 
 import os
 import zipfile
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from .errors import MemorabilityError
-from .images import IMAGE_EXTENSIONS, ImageLoadError
+from .images import IMAGE_EXTENSIONS, ImageLoadError, decoded_bytes, opened
 
 MIB = 2**20
 # Stored and Deflate, what every common zip tool writes. zipfile inflates bzip2 and LZMA with no bound on the output
@@ -41,23 +45,31 @@ class EntryError(ImageLoadError):
 
 @dataclass(frozen=True)
 class Budget:
-    """What one request may read: rows (errors included), uncompressed bytes in all, and bytes of one image."""
+    """What one request may read: rows (errors included), uncompressed bytes in all, and bytes of one image; and,
+    when `decoded_bytes` is set, the memory its images take decoded, in all (each header is read to count it)."""
 
     images: int
     total_bytes: int
     image_bytes: int
+    decoded_bytes: int | None = None
 
 
 @dataclass(frozen=True)
 class Entry:
     """One row: a file, a zip member (`member`), or the reason it will not be read (`error`); `size` is what reading
-    it costs in bytes (a member's declared size: zipfile reads no more)."""
+    it costs in bytes (a member's declared size: zipfile reads no more), `decoded` what decoding it holds."""
 
     name: str
     path: str
     member: zipfile.ZipInfo | None = None
     error: str | None = None
     size: int = 0
+    decoded: int = 0
+
+    @property
+    def key(self) -> tuple[str, str | None]:
+        """What it reads: the same file or zip member listed twice has one key."""
+        return self.path, None if self.member is None else self.member.filename
 
 
 class MemberReader:
@@ -75,8 +87,11 @@ class MemberReader:
         if entry.member is None:
             return entry.path
         try:
-            # At most the declared size: ZipFile.read() would first inflate up to 1 GB whatever the header says.
             with self.archive(entry.path).open(entry.member) as stream:
+                with opened(stream, entry.name):  # the header first: a member that is no image is never read whole
+                    pass
+                stream.seek(0)
+                # At most the declared size: ZipFile.read() would first inflate up to 1 GB whatever the header says.
                 return stream.read(entry.member.file_size)
         except (zipfile.BadZipFile, zlib.error, EOFError) as error:
             raise EntryError(f"{entry.name}: the zip entry is damaged ({error}).") from None
@@ -107,6 +122,7 @@ class ImageEntries(Sequence):
     def __init__(self, entries: list[Entry]):
         self.entries = entries
         self.names = [entry.name for entry in entries]
+        self.keys = [entry.key for entry in entries]
         self.reader = MemberReader()
 
     def __len__(self) -> int:
@@ -127,25 +143,65 @@ class ImageEntries(Sequence):
 
 def expand(paths: Sequence[str | os.PathLike], budget: Budget, labels: Sequence[str] | None = None) -> ImageEntries:
     """Every image in `paths` (a `.zip` contributes its members), named by `labels` (default: the paths) or, inside
-    a zip, by the member's name; raises `BudgetError` as soon as the count or the bytes go over `budget`."""
+    a zip, by the member's name; raises `BudgetError` as soon as the count or the bytes (from the directories alone),
+    then the decoded bytes (from the headers) go over `budget`. An entry listed again counts as a row but costs
+    nothing more."""
     labels = [str(path) for path in paths] if labels is None else list(labels)
     if len(paths) > budget.images:
         raise BudgetError(too_many(budget))
     entries: list[Entry] = []
+    seen: set[tuple[str, str | None]] = set()
     total = 0
     for path, label in zip(paths, labels):
         is_zip = label.lower().endswith(".zip")
         for entry in zip_entries(str(path), label, budget) if is_zip else [file_entry(str(path), label, budget)]:
             entries.append(entry)
-            total += entry.size
             if len(entries) > budget.images:
                 raise BudgetError(too_many(budget))
+            total += 0 if entry.key in seen else entry.size
+            seen.add(entry.key)
             if total > budget.total_bytes:
                 raise BudgetError(
                     f"The images in these files come to more than {budget.total_bytes / MIB:,.0f} MB, the most one "
                     "request may read; send fewer at a time."
                 )
+    if budget.decoded_bytes is not None:
+        entries = with_headers(entries, budget.decoded_bytes)
     return ImageEntries(entries)
+
+
+def with_headers(entries: list[Entry], limit: int) -> list[Entry]:
+    """`entries` with what decoding each will hold, read from its header (a file or zip member opened, a few kB
+    read); raises `BudgetError` once the distinct ones come to more than `limit`. A header that cannot be read
+    makes its entry an error row at once."""
+    reader, known, decoded = MemberReader(), {}, 0
+    try:
+        for entry in entries:
+            if entry.error is not None or entry.key in known:
+                continue
+            known[entry.key] = header_entry(entry, reader)
+            decoded += known[entry.key].decoded
+            if decoded > limit:
+                raise BudgetError(
+                    f"Decoded, the images in these files would take more than {limit / MIB:,.0f} MB of memory, the "
+                    "most one request may use (a picture costs by its pixels and bit depth, not its file size); send "
+                    "fewer or smaller pictures at a time."
+                )
+    finally:
+        reader.close()
+    return [known.get(entry.key, entry) if entry.error is None else entry for entry in entries]
+
+
+def header_entry(entry: Entry, reader: "MemberReader") -> Entry:
+    """`entry` with `decoded` set from its header, or as an error row that says why it cannot be read."""
+    try:
+        source = entry.path if entry.member is None else reader.archive(entry.path).open(entry.member)
+        with opened(source, entry.name) as image:
+            return replace(entry, decoded=decoded_bytes(image))
+    except ImageLoadError as error:
+        return replace(entry, error=str(error))
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
+        return replace(entry, error=f"{entry.name}: the zip entry is damaged ({type(error).__name__}).")
 
 
 def too_many(budget: Budget) -> str:
@@ -179,25 +235,29 @@ def zip_entries(path: str, label: str, budget: Budget) -> list[Entry]:
             end_record = zipfile._EndRecData(handle)  # CPython's own reader of the end record (and its zip64 form)
         if end_record is not None and end_record[zipfile._ECD_ENTRIES_TOTAL] > ENTRIES_PER_IMAGE * budget.images:
             raise BudgetError(too_many(budget))
-        with zipfile.ZipFile(path) as archive:
-            members = archive.infolist()
+        archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, EOFError):
         return [Entry(label, path, error=f"{label}: the zip is damaged or not a zip.")]
-    return [member_entry(path, member, budget) for member in members if is_image_member(member)]
+    with archive:
+        return [member_entry(path, member, budget) for member in archive.infolist() if is_listed(member)]
 
 
-def is_image_member(member: zipfile.ZipInfo) -> bool:
-    """An image file by its extension, not a folder and not hidden."""
+def is_listed(member: zipfile.ZipInfo) -> bool:
+    """An image file (or a zip, which gets an error row) by its extension, not a folder and not hidden."""
     parts = PurePosixPath(member.filename.replace("\\", "/")).parts
     hidden = any((part.startswith(".") and part not in (".", "..")) or part == "__MACOSX" for part in parts)
-    return not member.is_dir() and not hidden and Path(member.filename).suffix.lower() in IMAGE_EXTENSIONS
+    suffix = Path(member.filename).suffix.lower()
+    return not member.is_dir() and not hidden and (suffix in IMAGE_EXTENSIONS or suffix == ".zip")
 
 
 def member_entry(path: str, member: zipfile.ZipInfo, budget: Budget) -> Entry:
-    """A zip member as a row, refused by name (zip-slip), flag (encrypted) or declared size before any reading."""
+    """A zip member as a row, refused by name (zip-slip, a zip inside), flag (encrypted) or declared size before any
+    reading."""
     name = member.filename
     if escapes(name):
         return Entry(name, path, error=f"{name}: refused: the path leaves the zip's folder (zip-slip).")
+    if name.lower().endswith(".zip"):
+        return Entry(name, path, error=f"{name}: a zip inside a zip is not opened; unzip it and send its photos.")
     if member.flag_bits & 0x1:
         return Entry(name, path, error=f"{name}: the zip entry is encrypted; zip it without a password.")
     if member.compress_type not in READABLE_COMPRESSION:

@@ -7,8 +7,8 @@ naming it, never a crashed run, and a source is read only when its batch is deco
 an ablated picture is never held longer than its batch.
 """
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -123,4 +123,23 @@ def score_images(
             )
 
 
-__all__ = ["ScoredImage", "Scorer", "collate_images", "consecutive_batches", "score_images"]
+def score_each_once(
+    scorer: Scorer,
+    sources: Sequence[ImageSource],
+    names: Sequence[str],
+    keys: Sequence[Hashable],
+    progress=None,
+) -> list[ScoredImage]:
+    """A row per index, as `score_images` gives, but each distinct key (what a source reads: a file, a zip member)
+    decoded and scored once: a photo listed ten times in a request costs one decode. `progress` counts the distinct
+    images."""
+    first: dict[Hashable, int] = {}
+    for index, key in enumerate(keys):
+        first.setdefault(key, index)
+    distinct = sorted(first.values())
+    batches = [distinct[start : start + scorer.batch_size] for start in range(0, len(distinct), scorer.batch_size)]
+    rows = dict(zip(distinct, score_images(scorer, sources, names, batches, progress=progress)))
+    return [replace(rows[first[key]], name=names[index]) for index, key in enumerate(keys)]
+
+
+__all__ = ["ScoredImage", "Scorer", "collate_images", "consecutive_batches", "score_each_once", "score_images"]

@@ -45,10 +45,12 @@ def count(minimum: int):
 def command_predict(args: argparse.Namespace) -> int:
     from .distributed import make_accelerator
     from .inference import load_scorer
+    from .run_output import check_writable
     from .scoring_inputs import collect_inputs
     from .sharding import parts_folder, score_to_csv
 
-    inputs = collect_inputs(args.inputs, exclude=parts_folder(Path(args.out)))
+    check_writable(args.out)
+    inputs = collect_inputs(args.inputs, exclude=parts_folder(Path(args.out)), root=args.root)
     accelerator = make_accelerator()
     device = args.device or accelerator.device
     predictor = load_scorer(args.model, device, args.precision, batch_size=args.batch_size, compile=args.compile)
@@ -123,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
         "or Parquet tables (a .parquet file or a folder of them, with a datasets Image column 'image').",
     )
     predict.add_argument("--model", help="Model folder or Hub id (default: $MEMORABILITY_MODEL, else the demo model).")
+    predict.add_argument(
+        "--root",
+        help="Read nothing outside this folder: every input must lie in it, and a path that a CSV or Parquet table "
+        "names outside it (links resolved) becomes an error row instead of being read. For services that score "
+        "tables they did not write.",
+    )
     predict.add_argument("--out", default="scores.csv", help="CSV to write: path, score, error (default: scores.csv).")
     predict.add_argument("--batch-size", type=count(1), default=32)
     predict.add_argument(

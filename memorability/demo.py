@@ -16,6 +16,7 @@ from .data import load_lamem
 from .inference import load_predictor
 from .neighbours import build_neighbour_index
 from .quantization import QuantizationError, quantize_model
+from .run_output import check_writable
 from .sample_data import make_sample_data
 from .training import BEST_DIR, train
 from .training_args import TrainingArguments
@@ -51,6 +52,7 @@ def build_demo_model(out_dir: str | os.PathLike | None = None, force: bool = Fal
     target = Path(out_dir) if out_dir is not None else demo_model_dir()
     if (target / "config.json").is_file() and not force:
         return target
+    check_writable(target, replaced=True)
     data = sample_data_dir()
     if not (data / "splits" / "test_1.txt").is_file():
         make_sample_data(data, n=1000, seed=0)

@@ -22,6 +22,7 @@ from .data import SPLIT_INDICES, describe_data, load_lamem
 from .distributed import make_accelerator
 from .inference import MemorabilityPredictor, load_predictor
 from .metrics import regression_metrics, summarize
+from .run_output import check_writable
 from .scoring_inputs import DatasetImages
 
 RESULTS_FILE = "eval_results.json"
@@ -90,6 +91,8 @@ def evaluate_model(
 ) -> dict:
     """Score the test split(s) of `data` as `memorability predict` would (the predictor's fast copy, in
     `precision`); write eval_results.json and a scatter plot to `out_dir` if given."""
+    if out_dir is not None:
+        check_writable(out_dir)
     accelerator = make_accelerator()
     predictor = load_predictor(model_source, accelerator.device, precision, batch_size)
     described = describe_data(data)

@@ -28,7 +28,7 @@ from .fingerprint import model_fingerprint
 from .head_fitting import MLP_DROPOUT, FittedHead, fit_head
 from .metrics import regression_metrics, summarize
 from .modeling_memorability import MemorabilityModel
-from .run_output import replaced_folder
+from .run_output import check_writable, replaced_folder
 
 HOLDOUT_FRACTION = 0.05
 EVAL_RESULTS = "eval_results.json"
@@ -64,6 +64,7 @@ def fit_heads(
     seed: int = 0,
 ) -> dict:
     """Fit, evaluate, measure the spread's calibration, and save the model; returns what eval_results.json holds."""
+    check_writable(out, replaced=True)
     embeddings = read_embeddings(embeddings_folder)
     described = describe_data(data)
     indices = (1,) if described["kind"] == "csv" else SPLIT_INDICES

@@ -22,6 +22,7 @@ from huggingface_hub.errors import HfHubHTTPError, HTTPError, OfflineModeIsEnabl
 
 from .errors import MemorabilityError
 from .modeling_memorability import first_line
+from .run_output import check_writable
 
 REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 KEPT_REMOTE_FILES = {".gitattributes"}
@@ -89,6 +90,7 @@ def stage_locally(stage: Callable[[Path], object], target: Path) -> Path:
     """Stage into `target` through a `.partial` sibling, so a failure never leaves a half-written folder there."""
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise PublishError(f"{target}: already exists and is not an empty folder; pick a new --local-dir.")
+    check_writable(target, replaced=True)
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)

@@ -29,7 +29,7 @@ from .int8 import (
     INPUT_NAME, INT8_FILE, OUTPUT_NAMES, RECORD_FILE, RECORD_FORMAT, file_digest, open_session, run_session,
 )
 from .modeling_memorability import MemorabilityModel, MemorabilityOutput, first_line
-from .run_output import atomic_file
+from .run_output import atomic_file, check_writable
 
 MIN_SPEARMAN = 0.99  # int8 scores against fp32 scores, on held-out calibration photos
 MAX_P99_DIFFERENCE = 0.01  # 99th percentile of |int8 score - fp32 score|
@@ -241,6 +241,7 @@ def quantize_model(
         raise QuantizationError(
             f"{model_dir}: not a saved model folder (no config.json); the int8 file is written beside the weights."
         )
+    check_writable(folder / INT8_FILE)
     pictures = calibration_set(calibration, max_images, seed)
     if len(pictures.names) < MIN_IMAGES:
         raise QuantizationError(

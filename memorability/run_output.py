@@ -95,6 +95,34 @@ def hold_lock(folder: Path) -> Iterator[None]:
         os.close(descriptor)
 
 
+def check_writable(path: str | os.PathLike, replaced: bool = False) -> None:
+    """Refuse, in one sentence, an output that cannot be written, before any long work: the folder that will hold
+    `path` (the nearest one that exists, since a command creates the rest) must take a new file. `replaced`: the
+    output is made beside `path` and renamed over it (a folder replaced whole), so its parent must take one too."""
+    target = Path(path)
+    folder = target if target.is_dir() and not replaced else target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OutputError(f"Cannot write {path}: {folder} is a file, not a folder; choose another output.")
+    probe = temporary_name(folder / "write-check")
+    try:
+        probe.open("x").close()
+    except OSError as error:
+        raise OutputError(f"Cannot write {path} ({error.strerror or error} in {folder}); choose another output.") from None
+    probe.unlink(missing_ok=True)
+
+
+# What makes a spreadsheet read a cell as a formula (OWASP's list): a name like "=HYPERLINK(...).jpg" would run.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A text cell for a CSV that people open in a spreadsheet: one that would start a formula gets a leading `'`,
+    which spreadsheets show as text and do not display."""
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
+
+
 TOKEN_BYTES = 6  # a temporary's random part: 12 hex digits
 
 
@@ -120,7 +148,11 @@ def atomic_file(path: Path, binary: bool = False) -> Iterator[IO]:
     """
     temporary = temporary_name(path)
     try:
-        with open(temporary, "xb") if binary else open(temporary, "x", newline="", encoding="utf-8") as handle:
+        handle = open(temporary, "xb") if binary else open(temporary, "x", newline="", encoding="utf-8")
+    except OSError as error:  # checked before the work where it matters (`check_writable`); still one sentence
+        raise OutputError(f"Cannot write {path} ({error.strerror or error}); choose another output.") from None
+    try:
+        with handle:
             yield handle
         os.replace(temporary, path)
     finally:

@@ -26,6 +26,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
+from .run_output import check_writable
+
 WEIGHTS = {"detail": 0.40, "object": 0.25, "colour": 0.00}
 INTERCEPT = 0.30
 DEFAULT_NOISE = 0.06
@@ -118,6 +120,7 @@ def make_sample_data(
     if n < 20:
         raise ValueError(f"n must be at least 20 so that every split has images, not {n}.")
     root = Path(out_dir)
+    check_writable(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "splits").mkdir(exist_ok=True)
     rng = np.random.default_rng(seed)

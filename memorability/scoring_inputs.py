@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from datasets import Dataset
 from datasets import Image as ImageFeature
 
-from .archives import Budget, Entry, MemberReader, zip_entries
+from .archives import Budget, Entry, EntryError, MemberReader, zip_entries
 from .errors import MemorabilityError
 from .images import list_image_files
 
@@ -37,10 +37,12 @@ class TableRow:
 
 class ImageSources(Sequence):
     """Paths as they are, zip members as their bytes, Parquet rows as their embedded bytes (or stored path); one zip
-    open and one row group cached per process."""
+    open and one row group cached per process. With `root`, a path that does not lie inside it (links resolved) is
+    refused instead of read: an error row, whoever wrote the table that named it."""
 
-    def __init__(self, items: list[str | TableRow | Entry]):
+    def __init__(self, items: list[str | TableRow | Entry], root: Path | None = None):
         self.items = items
+        self.root = root
         self.cached: tuple[tuple[str, int], list[bytes | str]] | None = None
         self.members = MemberReader()
 
@@ -50,16 +52,33 @@ class ImageSources(Sequence):
     def __getitem__(self, index: int) -> str | bytes:
         item = self.items[index]
         if isinstance(item, str):
-            return item
+            return self.confined(item)
         if isinstance(item, Entry):
+            self.confined(item.path)
             return self.members.read(item)
+        self.confined(item.path)
         key = (item.path, item.row_group)
         if self.cached is None or self.cached[0] != key:
             column = pq.ParquetFile(item.path).read_row_group(item.row_group, columns=[IMAGE_COLUMN]).column(0)
             images = column.combine_chunks()
             data, paths = images.field("bytes").to_pylist(), images.field("path").to_pylist()
             self.cached = key, [raw if raw is not None else path for raw, path in zip(data, paths)]
-        return self.cached[1][item.row]
+        source = self.cached[1][item.row]
+        return source if isinstance(source, bytes) else self.confined(source)
+
+    def confined(self, path: str) -> str:
+        """`path`, or `EntryError` where it lies outside `root`."""
+        if self.root is not None and not is_inside(path, self.root):
+            raise EntryError(f"{path}: refused: outside the folder --root allows ({self.root}).")
+        return path
+
+
+def is_inside(path: str | os.PathLike, root: Path) -> bool:
+    """Whether `path` lies inside the folder `root` once every link is resolved."""
+    try:
+        return Path(path).resolve().is_relative_to(root.resolve())
+    except (OSError, ValueError, RuntimeError):
+        return False
 
 
 class DatasetImages(Sequence):
@@ -113,13 +132,14 @@ class ScoringInputs:
     names: list[str] = field(default_factory=list)
     items: list[str | TableRow | Entry] = field(default_factory=list)
     listings: list[str] = field(default_factory=list)
+    root: Path | None = None
 
     def __len__(self) -> int:
         return len(self.names)
 
     @property
     def sources(self) -> ImageSources:
-        return ImageSources(self.items)
+        return ImageSources(self.items, self.root)
 
     @property
     def files(self) -> list[str]:
@@ -131,18 +151,25 @@ class ScoringInputs:
         self.items.extend(str(path) for path in paths)
 
 
-def collect_inputs(inputs: Sequence[str], exclude: Path | None = None) -> ScoringInputs:
+def collect_inputs(
+    inputs: Sequence[str], exclude: Path | None = None, root: str | os.PathLike | None = None
+) -> ScoringInputs:
     """Expand files, folders (recursively), CSV files (column `image`) and Parquet tables into images to score.
 
     A file is kept whatever its extension (an unreadable one becomes an error row), except `.csv` and `.parquet`,
     which list images, and `.zip`, whose images are read from it (never extracted; see `memorability.archives`); a
     folder holding Parquet files is a table (as `memorability.tables.save_table` writes it).
     Folders are searched without `exclude`: the run's own part folder, whose Parquet parts are no input even when
-    the output is written inside an input folder.
+    the output is written inside an input folder. With `root` (a service scoring tables it did not write), every
+    input must lie inside that folder, and a path a table names outside it is an error row, never read.
     """
-    collected = ScoringInputs()
+    collected = ScoringInputs(root=None if root is None else Path(root))
+    if root is not None and not Path(root).is_dir():
+        raise MemorabilityError(f"--root {root}: no such folder.")
     for item in inputs:
         path = Path(item)
+        if collected.root is not None and not is_inside(path, collected.root):
+            raise MemorabilityError(f"{item}: outside the folder --root allows ({root}).")
         if path.is_dir():
             add_folder(collected, path, exclude)
         elif path.suffix.lower() == ".csv" and path.is_file():

@@ -34,7 +34,9 @@ from .errors import MemorabilityError
 from .fingerprint import chunk_fingerprints, model_fingerprint
 from .batch_scoring import ScoredImage, consecutive_batches, score_images
 from .inference import MemorabilityPredictor
-from .run_output import LOCK, OutputError, atomic_file, hold_lock, leftover_temporaries, refuse_unsafe_output
+from .run_output import (
+    LOCK, OutputError, atomic_file, hold_lock, leftover_temporaries, refuse_unsafe_output, spreadsheet_safe
+)
 from .scoring_inputs import ScoringInputs
 
 CHUNK_SIZE = 1024
@@ -214,7 +216,8 @@ def merged_rows(folder: Path, chunks: int) -> Iterator[dict]:
 
 def write_csv(out: Path, rows: Iterator[dict], uncertainty: bool) -> tuple[int, int]:
     """The CSV (path, score, [uncertainty,] error), written whole or not at all (`atomic_file`); returns (scored,
-    failed). The uncertainty column is there for a model of several heads: one head's spread is always 0."""
+    failed). The uncertainty column is there for a model of several heads: one head's spread is always 0. Text that
+    a spreadsheet would run as a formula is escaped (`spreadsheet_safe`)."""
     columns = ["path", "score", "uncertainty", "error"] if uncertainty else ["path", "score", "error"]
     counts = [0, 0]
     with atomic_file(out) as handle:
@@ -223,7 +226,7 @@ def write_csv(out: Path, rows: Iterator[dict], uncertainty: bool) -> tuple[int, 
         for row in rows:
             counts[row["error"] is not None] += 1
             numbers = ("" if row[key] is None else f"{row[key]:.6f}" for key in columns[1:-1])
-            writer.writerow([row["path"], *numbers, row["error"] or ""])
+            writer.writerow([spreadsheet_safe(row["path"]), *numbers, spreadsheet_safe(row["error"] or "")])
     return counts[0], counts[1]
 
 

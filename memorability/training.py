@@ -23,6 +23,7 @@ from .evaluation import score_split
 from .inference import MemorabilityPredictor
 from .metrics import regression_metrics
 from .presets import backbone_processor, build_model
+from .run_output import check_writable
 from .runtime import cpu_has_fast_bf16
 from .training_args import TrainingArguments
 from .transforms import collate_batch, prepare_for_model
@@ -82,6 +83,7 @@ def check_output_dir(args: TrainingArguments) -> Path:
         raise TrainingError(f"Nothing to resume in {output}: it holds no saved state under {STATES_DIR}/.")
     if has_run and not (args.resume or args.overwrite):
         raise TrainingError(f"{output} already holds a run; pass --resume to continue it or --overwrite to replace it.")
+    check_writable(output)
     return output
 
 

@@ -10,12 +10,16 @@ Gradio keeps them and our results; files older than CACHE_SECONDS are deleted ev
 a path; zips are read one image at a time, never extracted. Nothing a visitor sends is logged: a user mistake goes
 back to the visitor alone, and an unexpected failure is logged as its kind and place in our code, never its message.
 
-Capacity: every event that runs the model shares one queue slot pool (`MODEL_JOBS`), so CONCURRENCY bounds the model
-jobs computing at once on the machine, whichever tabs they come from.
+Capacity: the events that look at one photo (score, heat map, ablations) share one pool of CONCURRENCY queue slots,
+whichever tabs they come from, and batches have a pool of their own (BATCH_CONCURRENCY), so that batches never keep
+a visitor's single photo waiting. A request's cost is bounded by what its images take decoded, counted from their
+headers before a pixel is decoded (`BATCH_BUDGET`), and memory a costly request freed is given back after it
+(`VisitorBlocks`). Request bodies other than uploads are refused past MAX_BODY_BYTES before they are read.
 """
 
 import atexit
 import logging
+import math
 import os
 import shutil
 import signal
@@ -34,12 +38,13 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # visitors.py, and the vendored package on a Space
 
 from memorability.ablations import ABLATIONS  # noqa: E402
-from memorability.archives import Budget, expand  # noqa: E402
-from memorability.batch_scoring import score_images  # noqa: E402
+from memorability.archives import Budget, expand, too_many  # noqa: E402
+from memorability.batch_scoring import score_each_once  # noqa: E402
 from memorability.cache_paths import is_demo_model  # noqa: E402
 from memorability.demo import build_demo_index, build_demo_model  # noqa: E402
 from memorability.embedding_map import map_points, points_between  # noqa: E402
@@ -50,14 +55,18 @@ from memorability.gradcam import METHODS, overlay  # noqa: E402
 from memorability.images import load_image  # noqa: E402
 from memorability.inference import MODEL_ENV, batch_twin, load_predictor  # noqa: E402
 from memorability.neighbours import NeighbourIndex  # noqa: E402
+from memorability.run_output import spreadsheet_safe  # noqa: E402
 from memorability.runtime import tune_allocator  # noqa: E402
-from visitors import MAX_FILE_BYTES, PhotoInput, UploadedFiles, answers_visitors, refusal  # noqa: E402
+from visitors import (  # noqa: E402
+    MALFORMED, MAX_BODY_BYTES, MAX_FILE_BYTES, BodyLimit, PhotoInput, UploadedFiles, VisitorBlocks, answers_visitors,
+    refusal,
+)
 
 INDEX_ENV = "MEMORABILITY_INDEX"
-# One batch request: every image counted (errors included) and its bytes summed before any is read; a zip bomb, or
-# many zips each under the limit, stops here.
-BATCH_BUDGET = Budget(images=500, total_bytes=500 * 2**20, image_bytes=MAX_FILE_BYTES)
-MODEL_JOBS = "model"  # the concurrency_id of every event that runs the model
+# One batch request: every image counted (errors included), its bytes summed and what it takes decoded read from its
+# header, before any is decoded; a zip bomb, many zips each under the limit, or a 97 KB PNG that decodes to 100 MB
+# listed again and again, stops here. 2 GB decoded is 500 photos of 1024×768, or twenty 16-bit 50 MP PNGs.
+BATCH_BUDGET = Budget(images=500, total_bytes=500 * 2**20, image_bytes=MAX_FILE_BYTES, decoded_bytes=2 * 2**30)
 
 
 def setting(name: str, default: int) -> int:
@@ -68,11 +77,11 @@ def setting(name: str, default: int) -> int:
     return int(value)
 
 
-CONCURRENCY = setting("MEMORABILITY_CONCURRENCY", 2)  # model jobs computed at once, all events together
+CONCURRENCY = setting("MEMORABILITY_CONCURRENCY", 2)  # single-photo jobs computed at once, all their events together
+BATCH_CONCURRENCY = setting("MEMORABILITY_BATCH_CONCURRENCY", 1)  # batches computed at once, beside them
 QUEUE_SIZE = setting("MEMORABILITY_QUEUE_SIZE", 64)  # waiting requests beyond which Gradio refuses
 CACHE_SECONDS = setting("MEMORABILITY_CACHE_SECONDS", 300)  # uploads older than this are deleted
 NEIGHBOURS = 6
-ABLATION_MAX_SIDE = 1024  # the Ablations tab's working copy (see `ablate_photo`)
 DISPLAY_SIZE = 384
 # CSS heights that fit two rows of three thumbnails at a desktop's width and at a phone's (where Gradio's "auto" is a
 # fixed 320 px): neighbour galleries sit three abreast on a desktop, the ablations' beside the photo.
@@ -116,6 +125,13 @@ def check_method(method: str) -> None:
         raise refusal(f"Unknown heat-map method '{method}'; choose one of {', '.join(METHODS)}.")
 
 
+def check_opacity(opacity) -> float:
+    """The slider's value as a number from 0 to 1; anything else (NaN from raw JSON, text) is refused."""
+    if isinstance(opacity, bool) or not isinstance(opacity, (int, float)) or not 0 <= opacity <= 1:
+        raise refusal("The opacity must be a number from 0 to 1.")
+    return float(opacity)
+
+
 def display(image: Image.Image) -> Image.Image:
     """Small model-size pictures are enlarged for the page (nearest-free, so edges stay smooth)."""
     return image.resize((DISPLAY_SIZE, DISPLAY_SIZE), Image.BICUBIC) if image.width < DISPLAY_SIZE else image
@@ -153,6 +169,7 @@ def score_photo(image: str | Image.Image | None, method: str = DEFAULT_CAM_METHO
     """Score (0–100), the summary, the heat-map overlay, the similar / more memorable / more forgettable galleries,
     and (kept in the visitor's session, not sent to the API) the picture and map that the opacity slider re-blends."""
     check_method(method)
+    opacity = check_opacity(opacity)
     analysis = analyse(PREDICTOR, picture_of(image), method)
     score = round(100 * analysis.score, 1)
     shown = display(analysis.overlay(opacity))
@@ -179,16 +196,18 @@ def score_photo(image: str | Image.Image | None, method: str = DEFAULT_CAM_METHO
 def heat_map(image: str | Image.Image | None, method: str = DEFAULT_CAM_METHOD, opacity: float = 0.5):
     """The overlay for another method (a new pass of the model), and the picture and map for the slider."""
     check_method(method)
+    opacity = check_opacity(opacity)
     analysis = analyse(PREDICTOR, picture_of(image), method)
     return display(analysis.overlay(opacity)), (analysis.view, analysis.heat_map)
 
 
+@answers_visitors
 def reblend(last_map: tuple | None, opacity: float):
     """The last map over its picture at another opacity: no model, no queue slot (the slider's event)."""
     if last_map is None:
         return gr.skip()
     view, cam = last_map
-    return display(overlay(view, cam, opacity))
+    return display(overlay(view, cam, check_opacity(opacity)))
 
 
 def same_photo(photo: str | None) -> str | None:
@@ -200,11 +219,10 @@ def same_photo(photo: str | None) -> str | None:
 def ablate_photo(image: str | Image.Image | None):
     """The six ablations with their scores and changes (sorted), a bar chart's data, and the faces found.
 
-    They run on a copy at most ABLATION_MAX_SIDE long: each ablation is defined relative to the picture's size and
-    the model sees a 256-px resize anyway, while the photo and six ablated copies of a 50 MP photo would hold about
-    1 GB per request."""
+    They run on the picture the Score tab scores, the loader's working copy (at most 1,023 px on its short side:
+    `memorability.images`), so the photo and its six ablated copies hold tens of MB, not the 1 GB a 50 MP photo
+    would."""
     picture = picture_of(image)
-    picture.thumbnail((ABLATION_MAX_SIDE, ABLATION_MAX_SIDE), Image.Resampling.BICUBIC)
     original = PREDICTOR.predict(picture)
     effects = ablation_effects(PREDICTOR, picture, original)
     table = pd.DataFrame(
@@ -234,8 +252,8 @@ def score_batch(files: list[str] | None, progress=gr.Progress()):
     with expand(files, BATCH_BUDGET, labels=[Path(path).name for path in files]) as images:
         if not images:
             raise refusal("No images found: upload photos or a .zip of photos.")
-        scored = score_images(BATCH_PREDICTOR, images, images.names)
-        rows = list(progress.tqdm(scored, total=len(images), desc="Scoring"))
+        progress.tqdm(None, total=len(set(images.keys)), desc="Scoring")  # a bar that `update` advances
+        rows = score_each_once(BATCH_PREDICTOR, images, images.names, images.keys, progress)
     table = pd.DataFrame(
         {
             "file": [row.name for row in rows],
@@ -244,22 +262,39 @@ def score_batch(files: list[str] | None, progress=gr.Progress()):
         }
     )
     handle = tempfile.NamedTemporaryFile("w", suffix=".csv", prefix="scores-", dir=UPLOAD_DIR, delete=False)
-    with handle:
-        table.to_csv(handle, index=False)
+    with handle:  # names from a visitor's zip may start a spreadsheet formula: escaped in the file
+        table.assign(file=table["file"].map(spreadsheet_safe), error=table["error"].map(spreadsheet_safe)).to_csv(
+            handle, index=False
+        )
     return table, handle.name
+
+
+def warm_up() -> None:
+    """One analysis and one full batch before the first visitor: nobody waits for a first call's set-up, and the
+    memory that serving needs is in place when `VisitorBlocks.memory` notes it."""
+    picture = Image.new("RGB", (640, 480), (120, 140, 160))
+    analyse(PREDICTOR, picture)
+    BATCH_PREDICTOR.predict([picture] * BATCH_PREDICTOR.batch_size)
 
 
 EMPTY_MAP = pd.DataFrame({"x": [], "y": [], "score": [], "image_id": []})
 POINTS = map_points(INDEX) if INDEX is not None else EMPTY_MAP
 
 
+@answers_visitors
 def on_select(event: gr.SelectData) -> list[tuple[Image.Image, str]]:
     """Thumbnails of the map's points in the x range the visitor dragged across (at most 12, from its middle)."""
     if INDEX is None:
         return []
-    x_range = event.index if isinstance(event.index, (list, tuple)) else [event.index, event.index]
+    x_range = event.index if isinstance(event.index, (list, tuple)) else [event.index]
+    if not 1 <= len(x_range) <= 2 or not all(is_finite_number(x) for x in x_range):
+        raise refusal(MALFORMED)
     rows = points_between(POINTS, float(min(x_range)), float(max(x_range)))
     return [(INDEX.table[int(row.Index)]["thumbnail"], f"{row.score:.0f} ({row.image_id})") for row in rows.itertuples()]
+
+
+def is_finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
@@ -280,9 +315,11 @@ def about_text() -> str:
     return ABOUT.read_text().format(model=model, layer=PREDICTOR.model.default_cam_layer(), spread=spread)
 
 
-# The settings of every event that runs the model: one pool of CONCURRENCY slots for them all. Gradio counts a
-# concurrency_limit per event otherwise, and score, heat map, ablations and batch would compute 4 × CONCURRENCY jobs.
-MODEL_JOB = {"concurrency_id": MODEL_JOBS, "concurrency_limit": CONCURRENCY}
+# The settings of the events that run the model: one pool of CONCURRENCY slots for those that look at one photo, and
+# one of BATCH_CONCURRENCY for batches. Gradio counts a concurrency_limit per event otherwise, and score, heat map
+# and ablations would compute 3 × CONCURRENCY jobs.
+PHOTO_JOB = {"concurrency_id": "photo", "concurrency_limit": CONCURRENCY}
+BATCH_JOB = {"concurrency_id": "batch", "concurrency_limit": BATCH_CONCURRENCY}
 
 
 def gallery_box(label: str, height: str = NEIGHBOUR_GALLERY_HEIGHT, elem_id: str | None = None) -> gr.Gallery:
@@ -291,7 +328,9 @@ def gallery_box(label: str, height: str = NEIGHBOUR_GALLERY_HEIGHT, elem_id: str
 
 
 def build_app() -> gr.Blocks:
-    with gr.Blocks(title="How memorable is this photo?", delete_cache=(min(60, CACHE_SECONDS), CACHE_SECONDS)) as app:
+    with VisitorBlocks(
+        title="How memorable is this photo?", delete_cache=(min(60, CACHE_SECONDS), CACHE_SECONDS)
+    ) as app:
         gr.Markdown("# How memorable is this photo?\nUpload a photo: how likely are people to remember it, and why?")
         if DEMO:
             gr.Markdown(
@@ -327,9 +366,9 @@ def build_app() -> gr.Blocks:
                 forgettable = gallery_box("Similar but more forgettable")
             last_map = gr.State(None)  # this visitor's last picture and map, for the opacity slider
             outputs = [score, summary, overlay_image, similar, memorable, forgettable, last_map]
-            button.click(score_photo, [photo, method, opacity], outputs, api_name="score", **MODEL_JOB)
-            photo.upload(score_photo, [photo, method, opacity], outputs, api_name=False, **MODEL_JOB)
-            method.change(heat_map, [photo, method, opacity], [overlay_image, last_map], api_name="heatmap", **MODEL_JOB)
+            button.click(score_photo, [photo, method, opacity], outputs, api_name="score", **PHOTO_JOB)
+            photo.upload(score_photo, [photo, method, opacity], outputs, api_name=False, **PHOTO_JOB)
+            method.change(heat_map, [photo, method, opacity], [overlay_image, last_map], api_name="heatmap", **PHOTO_JOB)
             opacity.release(reblend, [last_map, opacity], overlay_image, api_name=False, queue=False)
         with gr.Tab("Ablations"):
             gr.Markdown("What happens to the score when one feature is taken away: detail, colour, the surroundings, "
@@ -352,7 +391,7 @@ def build_app() -> gr.Blocks:
                 ablation_table = gr.Dataframe(label="Scores (0–100), most negative change first")
             ablate_button.click(
                 ablate_photo, ablation_photo, [ablated, ablation_table, ablation_chart, faces], api_name="ablations",
-                **MODEL_JOB,
+                **PHOTO_JOB,
             )
             # One photo for both tabs: what a visitor puts in one is there when they open the other.
             photo.input(same_photo, photo, ablation_photo, api_name=False, queue=False, show_progress="hidden")
@@ -361,11 +400,11 @@ def build_app() -> gr.Blocks:
             gr.Markdown(f"Score many photos at once: choose photos or zips (up to {BATCH_BUDGET.images} images).")
             files = UploadedFiles(
                 label="Photos or zips", file_count="multiple", file_types=["image", ".zip"], elem_id="batch-files"
-            )
+            ).limited(BATCH_BUDGET.images, too_many(BATCH_BUDGET))
             batch_button = gr.Button("Score all", variant="primary")
             batch_table = gr.Dataframe(label="Scores (0–100)", wrap=True, elem_id="batch-table")
             batch_csv = gr.File(label="Download CSV")
-            batch_button.click(score_batch, files, [batch_table, batch_csv], api_name="batch", **MODEL_JOB)
+            batch_button.click(score_batch, files, [batch_table, batch_csv], api_name="batch", **BATCH_JOB)
         with gr.Tab("Explore"):
             gr.Markdown(
                 "The reference images in the model's embedding space (first two principal components), coloured by "
@@ -387,9 +426,13 @@ if __name__ == "__main__":
     # A stopped Space gets SIGTERM: close the server and run the exit handlers (removing UPLOAD_DIR), as Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    build_app().queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE).launch(
+    app = build_app()
+    warm_up()
+    app.memory.settle()  # from now on, memory over what serving needs is given back after each request
+    app.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         max_file_size=MAX_FILE_BYTES,
         show_error=False,  # an unexpected exception's text (server paths) stays on the server; ours are gr.Error
+        app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)]},
     )

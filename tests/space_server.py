@@ -36,7 +36,9 @@ APP = PROJECT / "space" / "app.py"
 EXAMPLES = PROJECT / "space" / "examples"
 BENCH_PHOTO = EXAMPLES / "astronaut.jpg"
 START_TIMEOUT_S = 180.0
-APP_CONCURRENCY = 2  # space/app.py's default MEMORABILITY_CONCURRENCY: model jobs computed at once
+APP_CONCURRENCY = 2  # space/app.py's default MEMORABILITY_CONCURRENCY: single-photo jobs computed at once
+APP_BATCH_CONCURRENCY = 1  # its default MEMORABILITY_BATCH_CONCURRENCY: batches computed at once, beside them
+PHOTO_EVENTS = {"score", "heatmap", "ablations"}
 
 
 def free_port() -> int:
@@ -94,11 +96,22 @@ def file_data(path: str, orig_name: str | None = None) -> dict:
 
 @dataclass(frozen=True)
 class QueueTrace:
-    """What one session's event stream showed: the most jobs computing at once, and the jobs that failed."""
+    """What one session's event stream showed: the most jobs computing at once (in all, and per endpoint), the jobs
+    that failed, and the order of their starts and completions as (api_name, "starts" | "completed")."""
 
     most_running: int
     completed: int
     errors: list[str]
+    order: list[tuple[str, str]]
+
+    def most_running_of(self, apis: set[str]) -> int:
+        """The most jobs of these endpoints computing at once."""
+        running = most = 0
+        for api_name, step in self.order:
+            if api_name in apis:
+                running += 1 if step == "starts" else -1
+                most = max(most, running)
+        return most
 
 
 def mixed_model_requests(server: SpaceServer, photo: Path, rounds: int) -> list[tuple[str, list]]:
@@ -115,28 +128,65 @@ def trace_queue(server: SpaceServer, requests: list[tuple[str, list]], timeout_s
     count the jobs computing at once from the session's event stream: one more at each `process_starts`, one fewer
     at each `process_completed`. A session's messages arrive in the order the server sent them, and the server sends
     a job's completion before its slot goes to the next job, so the count is exact, not a matter of timing."""
-    config = httpx.get(f"{server.url}config", timeout=30).json()
-    ids = {dependency["api_name"]: dependency["id"] for dependency in config["dependencies"]}
+    ids = dependency_ids(server)
     session = uuid.uuid4().hex
-    running, most, completed, errors = 0, 0, 0, []
+    running, most, completed, errors, order, apis = 0, 0, 0, [], [], {}
     with httpx.Client(base_url=server.url, timeout=timeout_s) as http:
         for api_name, data in requests:
             body = {"data": data, "fn_index": ids[api_name], "session_hash": session, "event_data": None}
-            http.post("gradio_api/queue/join", json=body).raise_for_status()
-        with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}) as stream:
-            for line in stream.iter_lines():
-                message = json.loads(line.removeprefix("data: ")) if line.startswith("data: ") else {}
-                if message.get("msg") == "process_starts":
-                    running += 1
-                    most = max(most, running)
-                elif message.get("msg") == "process_completed":
-                    running -= 1
-                    completed += 1
-                    if not message["success"]:
-                        errors.append(str(message["output"].get("error")))
-                elif message.get("msg") == "close_stream":
-                    break
-    return QueueTrace(most, completed, errors)
+            joined = http.post("gradio_api/queue/join", json=body)
+            joined.raise_for_status()
+            apis[joined.json()["event_id"]] = api_name
+        for message in session_messages(http, session):
+            api_name = apis.get(message.get("event_id"), "")
+            if message.get("msg") == "process_starts":
+                running += 1
+                most = max(most, running)
+                order.append((api_name, "starts"))
+            elif message.get("msg") == "process_completed":
+                running -= 1
+                completed += 1
+                order.append((api_name, "completed"))
+                if not message["success"]:
+                    errors.append(str(message["output"].get("error")))
+    return QueueTrace(most, completed, errors, order)
+
+
+def dependency_ids(server: SpaceServer) -> dict[str, int]:
+    """Each event's fn_index by its api_name; events without one by "<trigger> of <component label or id>"."""
+    config = httpx.get(f"{server.url}config", timeout=30).json()
+    labels = {component["id"]: component.get("props", {}).get("label") or str(component["id"])
+              for component in config["components"]}  # fmt: skip
+    ids = {}
+    for dependency in config["dependencies"]:
+        if dependency.get("api_name"):
+            ids[dependency["api_name"]] = dependency["id"]
+        for target, trigger in dependency.get("targets", []):
+            ids.setdefault(f"{trigger} of {labels.get(target, target)}", dependency["id"])
+    return ids
+
+
+def session_messages(http: httpx.Client, session: str) -> Iterator[dict]:
+    """The messages of a session's event stream until it closes."""
+    with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}) as stream:
+        for line in stream.iter_lines():
+            message = json.loads(line.removeprefix("data: ")) if line.startswith("data: ") else {}
+            if message.get("msg") == "close_stream":
+                return
+            yield message
+
+
+def send_event(server: SpaceServer, event: str, body: bytes, timeout_s: float = 60.0) -> dict:
+    """One event sent through the queue exactly as `body` (raw JSON text with FN_INDEX and SESSION in place, so that
+    a test can send what no JSON library writes: NaN, malformed event data); its completion message, or for a
+    request refused at the door {"status": <HTTP status>}."""
+    session = uuid.uuid4().hex
+    raw = body.replace(b"FN_INDEX", str(dependency_ids(server)[event]).encode()).replace(b"SESSION", session.encode())
+    with httpx.Client(base_url=server.url, timeout=timeout_s) as http:
+        joined = http.post("gradio_api/queue/join", content=raw, headers={"content-type": "application/json"})
+        if joined.status_code != 200:
+            return {"status": joined.status_code}
+        return next(message for message in session_messages(http, session) if message.get("msg") == "process_completed")
 
 
 def page_status(url: str) -> int | None:

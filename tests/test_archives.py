@@ -8,13 +8,15 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from memorability.archives import Budget, BudgetError, EntryError, expand
 from memorability.batch_scoring import score_images
+from memorability.images import ImageLoadError
 from memorability.inference import load_predictor
 
-BUDGET = Budget(images=10, total_bytes=10 * 2**20, image_bytes=2**20)
+MIB = 2**20
+BUDGET = Budget(images=10, total_bytes=10 * MIB, image_bytes=MIB)
 
 
 def jpeg(colour: tuple[int, int, int] = (200, 120, 40)) -> bytes:
@@ -56,7 +58,8 @@ def test_files_and_zip_members_in_order_read_only_when_indexed(tmp_path, monkeyp
         assert images.names == ["photo.jpg", "trip/a.jpg", "trip/b.png"] and not opened
         assert images[0] == str(photo) and not opened  # a file is read by the image loader, not here
         assert images[1] == jpeg((1, 2, 3)) and len(opened) == 1
-        assert images[2] == b"png"
+        with pytest.raises(ImageLoadError, match="trip/b.png: not an image format"):  # known from its first bytes
+            images[2]
 
 
 def test_the_image_count_is_refused_from_the_directories_before_reading(tmp_path, forbid_reads):
@@ -79,11 +82,21 @@ def test_a_zip_listing_far_more_entries_is_refused_before_its_directory_is_read(
 
 def test_many_zips_each_under_the_budget_are_refused_together_before_reading(tmp_path, forbid_reads):
     """Three zips of 4 MB each (zeros: a few kB compressed) pass a per-zip cap of 10 MB, not a per-request one."""
-    archive = write_zip(tmp_path / "zeros.zip", {f"{letter}.jpg": bytes(2**20) for letter in "abcd"})
-    assert archive.stat().st_size < 50_000
+    members = {f"{letter}.jpg": bytes(2**20) for letter in "abcd"}
+    archives = [write_zip(tmp_path / f"zeros{number}.zip", members) for number in range(3)]
+    assert archives[0].stat().st_size < 50_000
     forbid_reads()
     with pytest.raises(BudgetError, match="more than 10 MB"):
-        expand([archive] * 3, Budget(images=100, total_bytes=BUDGET.total_bytes, image_bytes=BUDGET.image_bytes))
+        expand(archives, Budget(images=100, total_bytes=BUDGET.total_bytes, image_bytes=BUDGET.image_bytes))
+
+
+def test_one_file_listed_again_counts_once_against_the_bytes(tmp_path, forbid_reads):
+    """The same zip (or file) listed three times is three times the rows but one read: its bytes count once."""
+    archive = write_zip(tmp_path / "zeros.zip", {f"{letter}.jpg": bytes(2**20) for letter in "abcd"})
+    forbid_reads()
+    budget = Budget(images=100, total_bytes=BUDGET.total_bytes, image_bytes=BUDGET.image_bytes)
+    with expand([archive] * 3, budget) as images:
+        assert len(images) == 12 and len(set(images.keys)) == 4
 
 
 def test_more_files_than_the_budget_are_refused_before_opening_any(tmp_path):
@@ -163,3 +176,47 @@ def test_scored_lazily_with_refused_entries_as_rows(tiny_model_dir, tmp_path):
     assert rows[3].score == pytest.approx(predictor.predict(str(photo)), abs=1e-6)
     assert rows[1].score is None and "zip-slip" in rows[1].error
     assert rows[2].score is None and "not an image format" in rows[2].error
+
+
+def sixteen_bit_png(width: int, height: int) -> bytes:
+    """All zeros, 16 bits a pixel: a few kB on disk, 2 bytes a pixel decoded."""
+    from tests.reliability.corpus import huge_png
+
+    return huge_png(width, height, bit_depth=16)
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    def decode(self):
+        raise AssertionError(f"decoded a {self.size[0]}×{self.size[1]} image")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", decode)
+
+
+def test_what_the_images_take_decoded_is_counted_from_their_headers(tmp_path, no_decoding):
+    """Ten 16-bit PNGs of 2,000 × 1,000 (4 MB each decoded, 10 kB each on disk) pass a 10 MB budget of bytes read
+    and fail one of 30 MB decoded, before a pixel is decoded; the same zip listed again costs nothing more."""
+    archive = write_zip(tmp_path / "deep.zip", {f"{number}.png": sixteen_bit_png(2000, 1000) for number in range(10)})
+    budget = Budget(images=100, total_bytes=BUDGET.total_bytes, image_bytes=BUDGET.image_bytes, decoded_bytes=30 * MIB)
+    with pytest.raises(BudgetError, match="Decoded, the images in these files would take more than 30 MB"):
+        expand([archive], budget)
+    half = write_zip(tmp_path / "half.zip", {f"{number}.png": sixteen_bit_png(2000, 1000) for number in range(5)})
+    with expand([half, half, half], budget) as images:
+        assert len(images) == 15 and {entry.decoded for entry in images.entries} == {4_000_000}
+
+
+def test_a_header_that_cannot_be_read_is_an_error_row_at_once(tmp_path, no_decoding):
+    archive = write_zip(tmp_path / "mixed.zip", {"notes.jpg": b"plain text", "photo.jpg": jpeg()})
+    budget = Budget(images=10, total_bytes=BUDGET.total_bytes, image_bytes=BUDGET.image_bytes, decoded_bytes=MIB)
+    with expand([archive], budget) as images:
+        assert images.entries[0].error == "notes.jpg: not an image format we can read (JPEG, PNG, WebP, GIF, TIFF, BMP)."
+        assert images.entries[1].error is None and images.entries[1].decoded == 4 * 24 * 16
+
+
+def test_a_zip_inside_a_zip_gets_a_row_that_says_so(tmp_path, forbid_reads):
+    inner = write_zip(tmp_path / "inner.zip", {"photo.jpg": jpeg()})
+    archive = write_zip(tmp_path / "outer.zip", {"inner.zip": inner.read_bytes(), "photo.jpg": jpeg()})
+    forbid_reads()
+    with expand([archive], BUDGET) as images:
+        assert images.names == ["inner.zip", "photo.jpg"]
+        assert images.entries[0].error == "inner.zip: a zip inside a zip is not opened; unzip it and send its photos."

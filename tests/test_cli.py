@@ -1,6 +1,7 @@
 """`memorability` on the command line: predict writes a CSV with an error column and says when files failed."""
 
 import csv
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -183,3 +184,92 @@ def test_a_model_of_several_heads_gets_an_uncertainty_column(tiny_model_dir, tmp
         rows = read_rows(out)
         assert list(rows[0]) == columns
     assert all(float(row["uncertainty"]) > 0 for row in rows)  # three random heads disagree
+
+
+# --- Step 15: check before working, paths confined, cells escaped -------------------------------------------------
+
+
+def run_cli(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "memorability.cli", *arguments], capture_output=True, text=True)
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(tiny_model_dir, tmp_path):
+    """The output's folder is a file: refused in one sentence, with exit status 2, before the model is loaded."""
+    write_photos(tmp_path / "photos", 1)
+    (tmp_path / "taken").write_text("a file where the output's folder should be")
+    result = run_cli("predict", str(tmp_path / "photos"), "--model", str(tmp_path / "no-model-here"),
+                     "--out", str(tmp_path / "taken" / "scores.csv"))  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"error: Cannot write {tmp_path / 'taken' / 'scores.csv'}: {tmp_path / 'taken'} " \
+        "is a file, not a folder; choose another output."  # fmt: skip
+
+
+def test_quantize_checks_where_it_writes_before_the_work(tiny_model_dir, tmp_path):
+    """It did all its work first (seconds on a tiny model, minutes on a ResNet50), then ended in a traceback."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    (model / "onnx").write_text("a file where the int8 folder goes")
+    result = run_cli("quantize", str(model))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith(f"error: Cannot write {model / 'onnx' / 'model_int8.onnx'}: ")
+
+
+PEAK_OF_MAIN = """
+import re, sys
+from memorability.cli import main
+def status(key): return 1024 * int(re.search(key + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
+open("/proc/self/clear_refs", "w").write("5")  # the high-water mark starts again from here (not the imports')
+before = status("VmRSS")
+code = main(sys.argv[1:])
+print(status("VmHWM") - before)
+sys.exit(code)
+"""
+
+
+def test_a_format_is_known_from_the_first_bytes_before_a_file_is_read_whole(tiny_model_dir, tmp_path):
+    """A sparse 1 GB 'big.jpg' of zeros took 0.9 GB of memory before "not an image"."""
+    folder = tmp_path / "photos"
+    write_photos(folder, 1)
+    with (folder / "big.jpg").open("wb") as handle:
+        handle.truncate(2**30)
+    out = tmp_path / "scores.csv"
+    arguments = ["predict", str(folder), "--model", str(tiny_model_dir), "--out", str(out), "--num-workers", "0"]
+    result = subprocess.run([sys.executable, "-c", PEAK_OF_MAIN, *arguments], capture_output=True, text=True)
+    extra_mb = int(result.stdout.split()[-1]) / 2**20
+    assert result.returncode == 1 and extra_mb < 300, f"+{extra_mb:.0f} MB"
+    assert {row["error"] for row in read_rows(out)} == {"", "big.jpg: not an image format we can read (JPEG, PNG, "
+                                                        "WebP, GIF, TIFF, BMP)."}  # fmt: skip
+
+
+def test_root_confines_the_paths_a_table_names(tiny_model_dir, tmp_path):
+    """A table a service did not write may name /etc/shadow: with --root, such a row is refused, never read."""
+    root = tmp_path / "service"
+    write_photos(root / "photos", 1)
+    outside = tmp_path / "secret.jpg"
+    shutil.copy(root / "photos" / "photo_0.jpg", outside)
+    (root / "photos" / "link.jpg").symlink_to(outside)
+    listing = root / "list.csv"
+    listing.write_text(f"image\nphotos/photo_0.jpg\n{outside}\nphotos/link.jpg\n../secret.jpg\n")
+    out = tmp_path / "scores.csv"
+    code = main(["predict", str(listing), "--model", str(tiny_model_dir), "--out", str(out), "--root", str(root)])
+    rows = read_rows(out)
+    assert code == 1 and rows[0]["score"] and not rows[0]["error"]
+    for row in rows[1:]:
+        assert not row["score"] and row["error"].endswith(f"refused: outside the folder --root allows ({root}).")
+    result = run_cli("predict", str(outside), "--model", str(tiny_model_dir), "--root", str(root))
+    assert result.returncode == 2 and result.stderr.strip() == f"error: {outside}: outside the folder --root allows " \
+        f"({root})."  # fmt: skip
+
+
+def test_names_that_would_start_a_spreadsheet_formula_are_escaped(tiny_model_dir, tmp_path, monkeypatch):
+    """A zip member named "=HYPERLINK(...).jpg" went into the CSV as it was: a formula in any spreadsheet."""
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as writer:
+        writer.writestr('=HYPERLINK("example.invalid").jpg', b"not an image")
+    (tmp_path / "@home.jpg").write_bytes(b"not an image either")
+    monkeypatch.chdir(tmp_path)
+    main(["predict", "photos.zip", "@home.jpg", "--model", str(tiny_model_dir), "--out", "scores.csv"])
+    rows = read_rows(tmp_path / "scores.csv")
+    assert [row["path"] for row in rows] == ['photos.zip/=HYPERLINK("example.invalid").jpg', "'@home.jpg"]
+    assert rows[0]["error"].startswith('\'=HYPERLINK("example.invalid").jpg: not an image format')
+    assert rows[1]["error"].startswith("'@home.jpg: not an image format")

@@ -11,6 +11,7 @@ from memorability.run_output import (
     LOCK,
     OutputError,
     atomic_file,
+    check_writable,
     hold_lock,
     leftover_temporaries,
     temporary_name,
@@ -64,3 +65,51 @@ def test_leftovers_of_a_killed_writer_are_found_by_name(tmp_path):
     (tmp_path / ".scores.csv.old.tmp").write_text("")  # not a name we write
     assert leftover_temporaries(tmp_path, "scores.csv") == [mine]  # never another run's, such as scores.csv.x.csv's
     assert len(leftover_temporaries(tmp_path)) == 3
+
+
+# --- Checked before the work ----------------------------------------------------------------------------------------
+
+COMMANDS = {
+    "sample-data": ("memorability.cli", ["sample-data", "{out}", "--n", "20"]),
+    "demo-model": ("memorability.cli", ["demo-model", "--out", "{out}"]),
+    "train": ("train.train", ["--data", "{lamem}", "--output-dir", "{out}", "--backbone-weights", "none"]),
+    "evaluate": ("train.evaluate", ["{model}", "--data", "{lamem}", "--out-dir", "{out}"]),
+    "build_index": ("train.build_index", ["{model}", "--data", "{lamem}", "--out", "{out}"]),
+    "ablation_study": ("train.ablation_study", ["{model}", "--images", "{lamem}", "--out-dir", "{out}"]),
+    "embed": ("train.embed", ["--encoder", "{model}", "--data", "{lamem}", "--out", "{out}"]),
+    "fit_head": ("train.fit_head", ["{model}", "--data", "{lamem}", "--out", "{out}"]),
+    "push_model": ("hub.push_model", ["{model}", "--repo-id", "org/name", "--local-dir", "{out}"]),
+}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_that_writes_checks_where_before_the_work(command, tiny_model_dir, lamem_folder, tmp_path,
+                                                                capsys):  # fmt: skip
+    """Its output's folder is a file: one sentence (the check's own, naming the file in the way) and exit status 2,
+    before any work, which would have ended at its first write or at the end, in a traceback."""
+    import importlib
+
+    (tmp_path / "taken").write_text("a file where the output's folder should be")
+    out = tmp_path / "taken" / "out"
+    module, template = COMMANDS[command]
+    argv = [part.format(out=out, lamem=lamem_folder, model=tiny_model_dir) for part in template]
+    entry = importlib.import_module(module)
+    code = entry.main(argv)
+    assert code == 2
+    assert capsys.readouterr().err.strip() == f"error: Cannot write {out}: {tmp_path / 'taken'} is a file, not a " \
+        "folder; choose another output."  # fmt: skip
+
+
+def test_an_unwritable_folder_is_named_with_the_reason(tmp_path):
+    """What the system says (a read-only file system, a permission): here a file stands where a folder should."""
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match=r"Cannot write .*file/deeper/out.csv: .*file is a file, not a folder"):
+        check_writable(tmp_path / "file" / "deeper" / "out.csv")
+    check_writable(tmp_path / "new" / "deeper" / "out.csv")  # folders a command will create are fine
+    assert not (tmp_path / "new").exists()  # and the check creates none
+
+
+def test_a_write_that_fails_anyway_is_one_sentence(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="Cannot write"), atomic_file(tmp_path / "file" / "out.csv"):
+        pass

@@ -23,7 +23,7 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 from space_server import APP, EXAMPLES, imported_app, write_zip
 
-from memorability.images import load_image
+from memorability.images import WORKING_SHORT_SIDE, load_image
 from memorability.inference import load_predictor
 
 ASTRONAUT = EXAMPLES / "astronaut.jpg"
@@ -154,11 +154,30 @@ def test_ablate_photo_sorts_by_change_and_names_the_face_detector(app):
 
 
 def test_ablations_of_a_camera_size_photo_work_on_a_bounded_copy(app, tmp_path):
-    """Seven full copies of a 50 MP photo would hold about 1 GB per request."""
+    """Seven full copies of a 50 MP photo would hold about 1 GB per request: they are made of the loader's working
+    copy, the picture the Score tab scores."""
     big = tmp_path / "big.jpg"
     Image.open(COFFEE).resize((7000, 4667)).save(big, quality=60)
     pictures, *_ = app.ablate_photo(str(big))
-    assert all(max(picture.size) == app.ABLATION_MAX_SIDE for picture, _ in pictures)
+    assert all(picture.size == (875, 584) for picture, _ in pictures)
+    assert all(WORKING_SHORT_SIDE <= min(picture.size) < 2 * WORKING_SHORT_SIDE for picture, _ in pictures)
+
+
+def test_ablations_take_every_photo_the_score_tab_takes(app, tmp_path):
+    """A 10:1 photo scores; shrunk to 1,024 px by rounding (1024×102), it was refused as a strip naming "the image".
+    The working copy is reduced rounding up, so the ratio never grows past the limit the original met."""
+    wide = tmp_path / "exactly-ten-to-one.png"
+    Image.open(COFFEE).resize((22360, 2236)).save(wide)
+    score, *_ = app.score_photo(str(wide))
+    pictures, table, *_ = app.ablate_photo(str(wide))
+    assert 0 <= score <= 100 and len(pictures) == 6
+
+
+def test_ablations_name_the_file_they_refuse(app, tmp_path):
+    thin = tmp_path / "eleven-to-one.png"
+    Image.new("RGB", (1100, 100)).save(thin)
+    with pytest.raises(gr.Error, match="eleven-to-one.png: 1100×100 is a 11.0:1 strip"):
+        app.ablate_photo(str(thin))
 
 
 @pytest.fixture
@@ -213,3 +232,17 @@ def test_a_bad_model_or_index_stops_the_start_in_one_sentence(space_model, tmp_p
     last_line = started.stderr.strip().splitlines()[-1]
     assert started.returncode == 1 and "Traceback" not in started.stderr, started.stderr[-2000:]
     assert last_line.startswith("space/app.py: ") and value in last_line
+
+
+@pytest.mark.parametrize("opacity", [float("nan"), float("inf"), -0.1, 1.5, "0.5", True])
+def test_an_opacity_outside_zero_to_one_is_refused_before_the_model_runs(app, opacity, monkeypatch):
+    monkeypatch.setattr(app, "analyse", lambda *args: pytest.fail("the model ran"))
+    with pytest.raises(gr.Error, match="The opacity must be a number from 0 to 1."):
+        app.score_photo(str(COFFEE), "gradcam++", opacity)
+
+
+@pytest.mark.parametrize("index", [["a", "b"], [1, 2, 3], [], {"x": 1}, None, float("nan")])
+def test_a_malformed_selection_is_refused_in_one_sentence(app, index):
+    event = gr.SelectData(None, {"index": index, "value": None})
+    with pytest.raises(gr.Error, match="This request could not be read"):
+        app.on_select(event)

@@ -14,6 +14,7 @@ from memorability.cli import USER_ERRORS
 from memorability.data import SPLIT_INDICES, SPLITS, describe_data, load_lamem
 from memorability.inference import load_predictor
 from memorability.neighbours import build_neighbour_index
+from memorability.run_output import check_writable
 from memorability.runtime import tune_allocator
 
 
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     tune_allocator()
     try:
+        check_writable(args.out, replaced=True)
         dataset = load_lamem(args.data, split=args.split)[args.subset]
         predictor = load_predictor(args.model, precision=args.precision, batch_size=args.batch_size)
         index = build_neighbour_index(

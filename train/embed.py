@@ -16,6 +16,7 @@ from memorability.cli import USER_ERRORS, count
 from memorability.distributed import make_accelerator
 from memorability.embeddings import embed, load_encoder
 from memorability.inference import TORCH_PRECISIONS
+from memorability.run_output import check_writable
 from memorability.runtime import tune_allocator
 from memorability.sharding import CHUNK_SIZE, RunOptions
 
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     tune_allocator()
     try:
+        check_writable(args.out, replaced=True)
         accelerator = make_accelerator()
         encoder = load_encoder(args.encoder, accelerator.device, args.precision, args.batch_size, args.flip)
         options = RunOptions(args.num_workers, args.chunk_size, args.keep_parts)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..run_output import spreadsheet_safe
 from .scoring import GROUPS, ORIGINAL, StudyTable
 
 RESULTS_FILE = "results.json"
@@ -59,8 +60,8 @@ def write_per_image_csv(path: Path, table: StudyTable) -> None:
         for row, image_id in enumerate(table.image_ids):
             scores = [table.original[row], *(table.ablated[name][row] for name in names)]
             writer.writerow(
-                [image_id, number(table.human[row]), *(number(score) for score in scores),
-                 table.faces[row] if table.errors[row] is None else "", table.errors[row] or ""]
+                [spreadsheet_safe(image_id), number(table.human[row]), *(number(score) for score in scores),
+                 table.faces[row] if table.errors[row] is None else "", spreadsheet_safe(table.errors[row] or "")]
             )  # fmt: skip
 
 

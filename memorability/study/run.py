@@ -28,6 +28,7 @@ from ..gradcam import DEFAULT_CAM_METHOD, model_view
 from ..gradcam import METHODS as CAM_METHODS
 from ..images import list_image_files, load_image
 from ..inference import MemorabilityPredictor, load_predictor
+from ..run_output import check_writable
 from ..scoring_inputs import DatasetImages
 from .plots import plot_changes, plot_examples, plot_spearman
 from .report import (
@@ -203,6 +204,7 @@ def build_examples(
 def run_study(config: StudyConfig) -> dict | None:
     """Score, cache, merge and report; returns the results on the main process (None on the others)."""
     variants = check_config(config)
+    check_writable(config.out_dir)
     accelerator = make_accelerator()
     images, data = load_images(config)
     predictor = load_predictor(config.model, accelerator.device, config.precision, config.batch_size)

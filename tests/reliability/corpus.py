@@ -42,11 +42,15 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def huge_png(width: int, height: int, rows: int | None = None) -> bytes:
-    """A 1-bit PNG of the given size, all black, compressed row by row (small on disk, huge decoded)."""
-    header = png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # PNG colour type → channels: gray, RGB, gray + alpha, RGBA
+
+
+def huge_png(width: int, height: int, rows: int | None = None, bit_depth: int = 1, colour_type: int = 0) -> bytes:
+    """A PNG of the given size (1-bit gray by default; 16-bit gray is bit_depth=16, RGBA colour_type=6), all zeros,
+    compressed row by row as it is made (small on disk and in memory here, huge decoded)."""
+    header = png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0))
     compressor = zlib.compressobj(9)
-    row = b"\x00" * (1 + (width + 7) // 8)
+    row = b"\x00" * (1 + (width * PNG_CHANNELS[colour_type] * bit_depth + 7) // 8)
     body = b"".join(compressor.compress(row) for _ in range(height if rows is None else rows)) + compressor.flush()
     return b"\x89PNG\r\n\x1a\n" + header + png_chunk(b"IDAT", body) + png_chunk(b"IEND", b"")
 
@@ -130,6 +134,7 @@ CASES: list[Case] = [
     Case("thin image", "thin.png", "refuse", "40×1,000,000: under the pixel limit, 256×6,400,000 once resized", expect=f"{MAX_ASPECT_RATIO}:1 limit"),
     Case("6:1 panorama", "panorama.png", "score", "a wide panorama", reference=lambda: photo(600, 100)),
     Case("MPO (phone 3-D photo)", "stereo.mpo", "score", "first frame", reference=first_mpo_frame),
+    Case("50 MP 16-bit PNG (97 KB)", "deep50mp.png", "score", "100 MB decoded, reduced strip by strip", reference=lambda: Image.new("RGB", (884, 884))),
     *(Case(f"{name} file", f"picture.{suffix}", "refuse", "exotic format", expect="not an image format we can read") for name, suffix in EXOTIC_FORMATS.items()),
 ]  # fmt: skip
 
@@ -159,6 +164,7 @@ def write_corpus(folder: Path) -> dict[str, Path]:
         "thin.png": huge_png(40, 1_000_000),
         "panorama.png": encoded(photo(600, 100), "PNG"),
         "stereo.mpo": stereo_mpo(),
+        "deep50mp.png": huge_png(7070, 7070, bit_depth=16),
         **{f"picture.{suffix}": encoded(photo(), name) for name, suffix in EXOTIC_FORMATS.items()},
     }
     paths = {}

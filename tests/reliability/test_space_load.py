@@ -1,5 +1,6 @@
 """The Space under load, bounded: within its capacity every request is answered in time and memory stays flat;
-score, heat map, ablations and batch requests together never compute more than the app's concurrency at once;
+score, heat map and ablations requests together never compute more than the app's concurrency at once, and batches
+no more than theirs;
 beyond its queue the excess is refused with Gradio's queue-full message, and the app serves on.
 
 The short variants run in `make test`; bench/space_load.py runs the full ones: 8 × 100, and a burst of 100 at the
@@ -9,7 +10,8 @@ app's default queue.
 import pytest
 from gradio_client import handle_file
 from space_server import (
-    APP_CONCURRENCY, EXAMPLES, burst, latency_summary, mixed_model_requests, running_space, send_load, trace_queue
+    APP_BATCH_CONCURRENCY, APP_CONCURRENCY, EXAMPLES, PHOTO_EVENTS, burst, latency_summary, mixed_model_requests,
+    running_space, send_load, trace_queue,
 )
 
 pytestmark = pytest.mark.load
@@ -35,12 +37,14 @@ def test_within_capacity_every_request_is_answered_in_time_and_memory_stays_flat
 
 def test_score_heat_map_ablations_and_batch_together_compute_at_most_the_concurrency(space):
     """Twelve requests, three of each model event, sent at once to the app's default queue: Gradio counts a
-    concurrency limit per event unless the events share a concurrency_id, and then up to 4 × 2 jobs would compute
-    together."""
+    concurrency limit per event unless the events share a concurrency_id, and then up to 3 × 2 single-photo jobs
+    would compute together; batches have their own pool beside them."""
     mixed = mixed_model_requests(space, PHOTO, rounds=3)
     trace = trace_queue(space, mixed)
     assert not trace.errors and trace.completed == len(mixed), trace.errors[:3]
-    assert trace.most_running == APP_CONCURRENCY
+    assert trace.most_running_of(PHOTO_EVENTS) == APP_CONCURRENCY
+    assert trace.most_running_of({"batch"}) == APP_BATCH_CONCURRENCY
+    assert trace.most_running == APP_CONCURRENCY + APP_BATCH_CONCURRENCY
 
 
 @pytest.fixture(scope="module")
