@@ -19,6 +19,7 @@ from . import __version__
 from .backbones import backbone_family
 from .configuration_memorability import MemorabilityConfig
 from .data import describe_data
+from .metrics import TOO_FEW_TO_PUBLISH, publishable
 from .tables import DataError
 from .cache_paths import DEMO_NOTICE
 from .presets import BACKBONES, DEFAULT_WEIGHTS
@@ -104,15 +105,17 @@ def eval_dataset_type(evaluation: dict, dataset_repo: str | None) -> str:
 
 
 def eval_results_for_card(evaluation: dict, dataset_repo: str | None = None) -> list[EvalResult]:
-    """Spearman ρ, Pearson r and MSE per test split, and their mean over the splits, each naming its data."""
+    """Spearman ρ, Pearson r and MSE per test split, and their mean over the splits, each naming its data and its
+    number of images; a split of fewer than TOO_FEW_TO_PUBLISH images is left out (and then the mean too)."""
     splits, mean = evaluation["splits"], evaluation["mean"]
     dataset = {"dataset_type": eval_dataset_type(evaluation, dataset_repo), "dataset_name": evaluation["data"]["name"]}
     entries = [  # (split, metric, value, name)
-        (f"test_{index}", metric, metrics.get(metric.key), f"{metric.label} (test_{index})")
+        (f"test_{index}", metric, metrics.get(metric.key), f"{metric.label} (test_{index}, {metrics.get('n')} images)")
         for index, metrics in splits.items()
         for metric in CARD_METRICS
+        if publishable(metrics)
     ]
-    if len(splits) > 1:
+    if len(splits) > 1 and all(publishable(metrics) for metrics in splits.values()):
         entries += [
             (f"mean of test_{'/'.join(splits)}", metric, mean[metric.key]["mean"],
              f"{metric.label}, mean of {len(splits)} test splits (sd {metric.text(mean[metric.key]['sd'])})")
@@ -127,16 +130,25 @@ def eval_results_for_card(evaluation: dict, dataset_repo: str | None = None) -> 
 
 
 def evaluation_table(evaluation: dict) -> dict:
-    """The evaluation as the template shows it: the data's name, whether it is LaMem, and formatted rows."""
+    """The evaluation as the template shows it: the data's name, whether it is LaMem, and formatted rows; the figures
+    of a split of fewer than TOO_FEW_TO_PUBLISH images are withheld, and `withheld` says why."""
     splits, mean = evaluation["splits"], evaluation["mean"]
     rows = [
-        [f"test_{index}", *(metric.text(metrics.get(metric.key)) for metric in CARD_METRICS), str(metrics.get("n", ""))]
+        [f"test_{index}",
+         *(metric.text(metrics.get(metric.key)) if publishable(metrics) else "withheld" for metric in CARD_METRICS),
+         str(metrics.get("n", ""))]
         for index, metrics in splits.items()
-    ]
-    if len(splits) > 1:
+    ]  # fmt: skip
+    complete = all(publishable(metrics) for metrics in splits.values())
+    if len(splits) > 1 and complete:
         spread = (f"{m.text(mean[m.key]['mean'])} ± {m.text(mean[m.key]['sd'])}" for m in CARD_METRICS)
-        rows.append(["mean ± sd", *spread, ""])
+        rows.append(["mean ± sd", *spread, str(mean.get("n", {}).get("total", ""))])
+    withheld = (
+        "" if complete else f"Figures measured on fewer than {TOO_FEW_TO_PUBLISH} images are withheld: on so few, "
+        "a correlation takes only a handful of values and says nothing about the model."
+    )
     return {
+        "withheld": withheld,
         "data_name": evaluation["data"]["name"],
         "is_lamem": bool(evaluation["data"]["is_lamem"]),
         "num_splits": len(splits),
@@ -283,10 +295,15 @@ def training_rows(training: dict, data_name: str) -> list[tuple[str, str]]:
                      "epoch")]
     rows += [(label, f"{arguments[key]}") for key, label in TRAINING_LABELS.items() if arguments.get(key) is not None]
     rows += [(label, f"{training[key]}") for key, label in RUN_LABELS.items() if training.get(key) is not None]
-    best = training.get("best_val_spearman")
+    best, images = training.get("best_val_spearman"), training.get("best_val_n")
     if best is not None and math.isfinite(best):
-        where = f"on the validation split of split index {split} of {data_name}"
-        rows.append(("Best validation Spearman ρ", f"{best:.4f} (epoch {training.get('best_epoch')}), {where}"))
+        where = f"the validation split of split index {split} of {data_name}"
+        if images is not None and not publishable({"n": images}):
+            value = f"withheld: measured on {images} images of {where}, too few to mean anything"
+        else:
+            on = f"{images} images of " if images is not None else ""
+            value = f"{best:.4f} (epoch {training.get('best_epoch')}), on {on}{where}"
+        rows.append(("Best validation Spearman ρ", value))
     return rows
 
 

@@ -21,7 +21,7 @@ from .batch_scoring import consecutive_batches, score_images
 from .data import SPLIT_INDICES, describe_data, load_lamem
 from .distributed import make_accelerator
 from .inference import MemorabilityPredictor, load_predictor
-from .metrics import regression_metrics, summarize
+from .metrics import few_images_note, regression_metrics, summarize
 from .run_output import check_writable
 from .scoring_inputs import DatasetImages
 
@@ -147,8 +147,11 @@ def format_table(results: dict) -> str:
             f"{index:>5}  {metrics['spearman']:8.4f}  {metrics['pearson']:7.4f}  {metrics['mse']:.5f}  {metrics['n']}"
         )
     mean = results["mean"]
-    lines.append(
-        f" mean  {mean['spearman']['mean']:.4f}±{mean['spearman']['sd']:.3f}  "
-        f"{mean['pearson']['mean']:.4f}±{mean['pearson']['sd']:.3f}  {mean['mse']['mean']:.5f}"
-    )
+    if len(results["splits"]) > 1:
+        lines.append(
+            f" mean  {mean['spearman']['mean']:.4f}±{mean['spearman']['sd']:.3f}  "
+            f"{mean['pearson']['mean']:.4f}±{mean['pearson']['sd']:.3f}  {mean['mse']['mean']:.5f}"
+        )
+    lines += [f"warning: split {index}: {note}." for index, metrics in results["splits"].items()
+              if (note := few_images_note(metrics["n"]))]  # fmt: skip
     return "\n".join(lines)

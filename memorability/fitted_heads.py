@@ -69,6 +69,14 @@ def fit_heads(
     described = describe_data(data)
     indices = (1,) if described["kind"] == "csv" else SPLIT_INDICES
     exclude = held_out_ids(embeddings.ids, holdout, seed) if len(indices) > 1 else set()
+    if len(indices) > 1 and not exclude:
+        raise FitError(
+            f"A hold-out share of {holdout:g} of {len(embeddings.ids):,} images is no image, so the spread of the heads "
+            f"could not be checked; pass a --holdout of at least {1 / max(1, len(embeddings.ids)):.2g}."
+        )
+    if exclude:
+        print(f"Held out {len(exclude):,} of {len(embeddings.ids):,} images ({len(exclude) / len(embeddings.ids):.1%}) "
+              "that no head sees, to check the spread of the heads on.")  # fmt: skip
     # The encoder (fp32, no scoring copy) at the Hub commit the embeddings were made with (None for a folder).
     encoder, processor = encoder_model(embeddings.info["encoder"], embeddings.info.get("revision"))
     if model_fingerprint(encoder, processor) != embeddings.info["fingerprint"]:

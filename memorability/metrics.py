@@ -7,6 +7,23 @@ import numpy as np
 from scipy import stats
 
 METRIC_NAMES = ("spearman", "pearson", "mse", "mae")
+# Below this many images a figure is reported with a warning: ρ on 20 images has a 95% interval about ±0.4 wide.
+FEW_IMAGES = 30
+# Below this many, a figure is not published at all (cards, model-index): on 3 images ρ takes only a handful of values.
+TOO_FEW_TO_PUBLISH = 10
+
+
+def few_images_note(n: int) -> str:
+    """"" for enough images, else a warning that says what a figure on n images is worth."""
+    if n >= FEW_IMAGES:
+        return ""
+    worth = "means nothing" if n < TOO_FEW_TO_PUBLISH else "means little"
+    return f"only {n} image{'s' if n != 1 else ''}: a figure on so few {worth}"
+
+
+def publishable(metrics: dict) -> bool:
+    """Whether a split's figures may go on a card or into a model-index (enough images to mean something)."""
+    return metrics.get("n", 0) >= TOO_FEW_TO_PUBLISH
 
 
 def regression_metrics(predictions: Sequence[float], targets: Sequence[float]) -> dict[str, float]:
@@ -31,7 +48,8 @@ def regression_metrics(predictions: Sequence[float], targets: Sequence[float]) -
 
 
 def summarize(per_split: Sequence[dict[str, float]]) -> dict[str, dict[str, float]]:
-    """Mean and sample standard deviation of each metric over splits (LaMem reports the mean of five)."""
+    """Mean and sample standard deviation of each metric over splits (LaMem reports the mean of five), and the
+    images they were measured on (`n`: the fewest of any split, and the total)."""
     summary = {}
     for name in METRIC_NAMES:
         values = np.array([metrics[name] for metrics in per_split], dtype=np.float64)
@@ -39,4 +57,6 @@ def summarize(per_split: Sequence[dict[str, float]]) -> dict[str, dict[str, floa
             "mean": float(values.mean()),
             "sd": float(values.std(ddof=1)) if values.size > 1 else 0.0,
         }
+    sizes = [int(metrics.get("n", 0)) for metrics in per_split]
+    summary["n"] = {"fewest": min(sizes, default=0), "total": sum(sizes)}
     return summary

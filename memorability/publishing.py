@@ -27,7 +27,7 @@ from .inference import load_model
 from .int8 import copy_int8
 from .modeling_memorability import MemorabilityModel, first_line
 from .tables import DataError, save_table
-from .training import BEST_DIR
+from .training import BEST_DIR, LAST_DIR
 from .training import RESULTS_FILE as TRAIN_RESULTS_FILE
 
 # Local leftovers never uploaded; Gradio writes a type stub (app.pyi) beside an app it imports, and we ship none.
@@ -130,8 +130,10 @@ def find_eval_results(model_dir: str | os.PathLike) -> Path | None:
 
 
 def find_train_results(model_dir: str | os.PathLike) -> Path | None:
-    """train_results.json beside the weights, or in the run folder when the model is the run's best/ folder."""
-    return find_results(model_dir, TRAIN_RESULTS_FILE, (".", "..") if Path(model_dir).name == BEST_DIR else (".",))
+    """train_results.json beside the weights, or in the run folder when the model is the run's best/ (or last/)
+    folder."""
+    in_run = Path(model_dir).name in (BEST_DIR, LAST_DIR)
+    return find_results(model_dir, TRAIN_RESULTS_FILE, (".", "..") if in_run else (".",))
 
 
 def stage_dataset(

@@ -21,7 +21,7 @@ from .errors import MemorabilityError
 from .distributed import make_accelerator
 from .evaluation import score_split
 from .inference import MemorabilityPredictor
-from .metrics import regression_metrics
+from .metrics import few_images_note, regression_metrics
 from .presets import backbone_processor, build_model
 from .run_output import check_writable
 from .runtime import cpu_has_fast_bf16
@@ -30,6 +30,7 @@ from .transforms import collate_batch, prepare_for_model
 
 STATES_DIR = "checkpoints"
 BEST_DIR = "best"
+LAST_DIR = "last"  # kept instead of best/ when no epoch had a finite validation ρ
 RESULTS_FILE = "train_results.json"
 HISTORY_FILE = "metrics.jsonl"
 
@@ -44,7 +45,8 @@ class TrainerState:
 
     step: int = 0
     best_spearman: float = -math.inf
-    best_epoch: int = -1
+    best_epoch: int = -1  # -1 until an epoch has a finite validation ρ: a NaN is never the best
+    best_n: int = 0
     skipped_ids: list[str] = field(default_factory=list)  # unreadable training images, each once however many epochs
     history: list[dict] = field(default_factory=list)
 
@@ -87,9 +89,20 @@ def check_output_dir(args: TrainingArguments) -> Path:
     return output
 
 
+def check_splits(splits, data) -> None:
+    """Refuse data that leaves a split without images: nothing to learn from, to pick an epoch by, or to test on."""
+    sizes = {name: len(split) for name, split in splits.items()}
+    if min(sizes.values(), default=0) == 0:
+        found = ", ".join(f"{name} {size}" for name, size in sizes.items())
+        raise TrainingError(
+            f"{data} gives a split no image ({found}): training needs at least one image in each of train, validation "
+            "and test; add photos (a seeded 80/10/10 split needs at least 8) or give a split column."
+        )
+
+
 def remove_run(output: Path) -> None:
     """Delete what an earlier run left in `output` (for --overwrite), and nothing else."""
-    for name in (STATES_DIR, BEST_DIR):
+    for name in (STATES_DIR, BEST_DIR, LAST_DIR):
         shutil.rmtree(output / name, ignore_errors=True)
     for name in (RESULTS_FILE, HISTORY_FILE):
         (output / name).unlink(missing_ok=True)
@@ -196,6 +209,7 @@ def train(args: TrainingArguments) -> dict:
     accelerator.wait_for_everyone()
 
     splits = load_lamem(args.data, split=args.split)
+    check_splits(splits, args.data)
     processor = backbone_processor(args.backbone, args.image_size)
     model = build_model(args.backbone, args.backbone_weights, head_dropout=args.head_dropout)
     train_loader = make_loader(prepare_for_model(splits["train"], processor, train=args.augment), args.batch_size, True, args)
@@ -270,26 +284,34 @@ def train(args: TrainingArguments) -> dict:
         state.history.append(record)
         accelerator.log({f"val/{k}": v for k, v in metrics.items() if k != "n"}, step=state.step)
         if is_main:
+            few = few_images_note(metrics["n"])
             tqdm.write(
                 f"epoch {epoch}: val Spearman {metrics['spearman']:.4f}, Pearson {metrics['pearson']:.4f}, "
-                f"MSE {metrics['mse']:.5f}" + skipped_note(state.skipped_ids)
+                f"MSE {metrics['mse']:.5f} on {metrics['n']} images" + (f" (warning: {few})" if few else "")
+                + skipped_note(state.skipped_ids)
             )
-        improved = not math.isnan(metrics["spearman"]) and metrics["spearman"] > state.best_spearman
-        if improved or state.best_epoch < 0:
-            state.best_spearman, state.best_epoch = metrics["spearman"], epoch
+        if math.isfinite(metrics["spearman"]) and metrics["spearman"] > state.best_spearman:
+            state.best_spearman, state.best_epoch, state.best_n = metrics["spearman"], epoch, metrics["n"]
             save_model(accelerator, model, processor, output / BEST_DIR)
         if accelerator.is_main_process:
             (output / HISTORY_FILE).write_text("".join(json.dumps(item) + "\n" for item in state.history))
         save_training_state(accelerator, output, state.step, args.keep_states)
     progress.close()
+    if state.best_epoch < 0 and state.history:  # no epoch could be judged: the last one is kept, and named so
+        save_model(accelerator, model, processor, output / LAST_DIR)
+        if is_main:
+            tqdm.write(f"No epoch had a finite validation Spearman ρ (constant predictions, or fewer than 2 validation "
+                       f"images): kept the last epoch, unjudged, in {output / LAST_DIR}.")  # fmt: skip
     summary = {
         "data": args.data,
         "split": args.split,
         "num_processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,
         "steps": state.step,
-        "best_epoch": state.best_epoch,
-        "best_val_spearman": state.best_spearman,
+        "best_epoch": state.best_epoch if state.best_epoch >= 0 else None,
+        "best_val_spearman": state.best_spearman if state.best_epoch >= 0 else None,
+        "best_val_n": state.best_n if state.best_epoch >= 0 else None,
+        "kept": BEST_DIR if state.best_epoch >= 0 else LAST_DIR,
         "skipped_images": len(state.skipped_ids),
         "train_images_per_second": images_seen / train_seconds if train_seconds else None,
         "history": state.history,

@@ -129,3 +129,20 @@ def test_dataset_card_states_terms_splits_and_ablations(lamem_folder, tmp_path):
     test = load_lamem(out, split=1)["test"]  # the card's ablation snippet, as written there
     ablated = test.with_transform(ablate_examples(next(iter(ABLATIONS))))
     assert ablated[0]["image"].size == test[0]["image"].size and ablated[0]["image_id"] == test[0]["image_id"]
+
+
+def test_figures_on_too_few_images_are_left_out_and_the_card_says_why(tiny_model_dir, sample_eval_results, tmp_path):
+    """A ρ of −0.5 measured on 3 images went into the model-index as if it meant something."""
+    evaluation = json.loads(sample_eval_results.read_text())
+    evaluation["splits"]["2"]["n"] = 3
+    (tmp_path / "eval_results.json").write_text(json.dumps(evaluation))
+    training = {"data": "photos.csv", "split": 1, "best_epoch": 0, "best_val_spearman": -0.5, "best_val_n": 3}
+    (tmp_path / "train_results.json").write_text(json.dumps(training))
+    card = push_model_locally(tiny_model_dir, tmp_path / "upload", "--eval-results", str(tmp_path / "eval_results.json"),
+                              "--train-results", str(tmp_path / "train_results.json"))  # fmt: skip
+    splits = {result.dataset_split for result in card.data.eval_results}
+    assert "test_2" not in splits and "test_1" in splits and not any(split.startswith("mean") for split in splits)
+    assert all(f"images)" in result.metric_name for result in card.data.eval_results)
+    assert "| test_2 | withheld | withheld | withheld | 3 |" in card.text
+    assert "Figures measured on fewer than 10 images are withheld" in prose(card)
+    assert "-0.5" not in card.text and "withheld: measured on 3 images" in prose(card)

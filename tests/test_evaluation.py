@@ -85,3 +85,15 @@ def test_evaluate_cli_missing_data_is_one_sentence(tiny_model_dir, tmp_path):
         capture_output=True, text=True, env={"PYTHONPATH": str(PROJECT), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"},
     )  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr and "no such LaMem folder" in result.stderr
+
+
+def test_the_printed_table_warns_about_figures_on_few_images():
+    from memorability.evaluation import format_table
+
+    metrics = {"spearman": 0.4, "pearson": 0.3, "mse": 0.01, "mae": 0.1}
+    results = {"data": {"name": "photos.csv"}, "protocol": "test split", "splits": {"1": metrics | {"n": 12}},
+               "mean": {"spearman": {"mean": 0.4, "sd": 0.0}, "pearson": {"mean": 0.3, "sd": 0.0},
+                        "mse": {"mean": 0.01, "sd": 0.0}}}  # fmt: skip
+    table = format_table(results)
+    assert table.splitlines()[-1] == "warning: split 1: only 12 images: a figure on so few means little."
+    assert "mean" not in table.splitlines()[2]  # one split: no mean ± sd row

@@ -309,3 +309,14 @@ def test_a_hub_encoder_is_recorded_and_reloaded_at_its_commit(pipelines, small_s
     assert fit_head_main([str(tmp_path / "emb"), "--data", str(small_sample), "--out", str(tmp_path / "model")]) == 0
     fitting = json.loads((tmp_path / "model" / "train_results.json").read_text())
     assert fitting["embeddings"]["revision"] == commit
+
+
+def test_fit_head_says_what_it_held_out_and_refuses_a_hold_out_of_none(pipelines, small_sample, tmp_path, capsys):
+    """On a small set, 5% of 200 is 10 images, said; 0.2% rounds to none, which silently measured nothing."""
+    embeddings = str(pipelines["clip"]["embeddings"])
+    assert fit_head_main([embeddings, "--data", str(small_sample), "--out", str(tmp_path / "tiny"),
+                          "--holdout", "0.002"]) == 2  # fmt: skip
+    assert "A hold-out share of 0.002 of 200 images is no image" in capsys.readouterr().err
+    assert not (tmp_path / "tiny").exists()
+    assert fit_head_main([embeddings, "--data", str(small_sample), "--out", str(tmp_path / "fine")]) == 0
+    assert "Held out 10 of 200 images (5.0%) that no head sees" in capsys.readouterr().out

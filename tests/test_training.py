@@ -163,3 +163,67 @@ def test_schedule_warms_up_then_decays_and_freezes():
 def test_shipped_config_matches_the_arguments():
     arguments = parse_training_arguments(["--data", "d", "--output-dir", "o"], PROJECT / "train" / "config.yaml")
     assert arguments.backbone == "resnet50" and arguments.split == 1
+
+
+# --- A NaN is never the best; small splits are named as small ---------------------------------------------------
+
+
+def scripted_validation(monkeypatch, spearman: list[float], n: int = 40) -> None:
+    """validate() returns these validation ρ, epoch after epoch (the model itself is trained for real)."""
+    import memorability.training as training
+
+    values = iter(spearman)
+
+    def validate(*args, **kwargs):
+        rho = next(values)
+        return {"spearman": rho, "pearson": rho, "mse": 0.01, "mae": 0.1, "n": n}
+
+    monkeypatch.setattr(training, "validate", validate)
+
+
+def tiny_run(data: Path, run: Path, epochs: int) -> dict:
+    from memorability.training import train
+
+    arguments = parse_training_arguments(["--data", str(data), "--output-dir", str(run), "--epochs", str(epochs),
+                                          *FAST], PROJECT / "train" / "config.yaml")  # fmt: skip
+    return train(arguments)
+
+
+def test_an_epoch_whose_validation_rho_is_nan_is_never_the_best(small_sample, tmp_path, monkeypatch):
+    """Epoch 0's ρ was NaN (constant predictions): it was kept as best, and since nothing compares greater than
+    NaN, no later epoch could replace it; the saved model scored 1.000000 for every photo."""
+    scripted_validation(monkeypatch, [float("nan"), 0.31, 0.52, 0.40])
+    summary = tiny_run(small_sample, tmp_path / "run", epochs=4)
+    assert summary["best_epoch"] == 2 and summary["best_val_spearman"] == 0.52 and summary["kept"] == "best"
+    assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
+    assert not (tmp_path / "run" / "last").exists()
+
+
+def test_a_run_with_no_finite_epoch_keeps_the_last_one_and_says_so(small_sample, tmp_path, monkeypatch, capsys):
+    scripted_validation(monkeypatch, [float("nan")] * 2)
+    summary = tiny_run(small_sample, tmp_path / "run", epochs=2)
+    assert summary["best_epoch"] is None and summary["best_val_spearman"] is None and summary["kept"] == "last"
+    assert (tmp_path / "run" / "last" / "model.safetensors").is_file() and not (tmp_path / "run" / "best").exists()
+    assert "No epoch had a finite validation Spearman ρ" in capsys.readouterr().out
+
+
+def test_a_validation_figure_on_few_images_is_named_as_such(small_sample, tmp_path, monkeypatch, capsys):
+    scripted_validation(monkeypatch, [0.5], n=3)
+    summary = tiny_run(small_sample, tmp_path / "run", epochs=1)
+    assert summary["best_val_n"] == 3
+    assert "on 3 images (warning: only 3 images: a figure on so few means nothing)" in capsys.readouterr().out
+
+
+def test_a_csv_too_small_for_every_split_is_refused_in_one_sentence(tmp_path):
+    """Seven photos: the seeded 80/10/10 split gives the test split none (with 30 it gave validation 3)."""
+    from PIL import Image
+
+    rows = ["image,score"]
+    for number in range(7):
+        Image.new("RGB", (16, 16), (number * 20, 40, 90)).save(tmp_path / f"{number}.jpg")
+        rows.append(f"{number}.jpg,{0.5 + number / 40}")
+    (tmp_path / "scores.csv").write_text("\n".join(rows) + "\n")
+    result = run_train("--data", str(tmp_path / "scores.csv"), "--output-dir", str(tmp_path / "run"), *FAST,
+                       check=False)  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'scores.csv'} gives a split no image")

@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if not 0 <= args.holdout < 0.5:
-        parser.error(f"--holdout must lie in [0, 0.5), not {args.holdout}")
+    if not 0 < args.holdout < 0.5:
+        parser.error(f"--holdout must lie in (0, 0.5), not {args.holdout}")
     tune_allocator()
     try:
         results = fit_heads(args.embeddings, args.data, args.out, args.head, args.holdout, args.seed)

@@ -27,9 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if PartialState().is_main_process:
-        print(f"Best validation Spearman {summary['best_val_spearman']:.4f} (epoch {summary['best_epoch']}); "
-              f"model in {Path(arguments.output_dir) / 'best'}")
+    if PartialState().is_main_process and summary["best_epoch"] is not None:
+        print(f"Best validation Spearman {summary['best_val_spearman']:.4f} on {summary['best_val_n']} images "
+              f"(epoch {summary['best_epoch']}); model in {Path(arguments.output_dir) / summary['kept']}")
     return 0
 
 
