@@ -44,16 +44,16 @@ def count(minimum: int):
 
 def command_predict(args: argparse.Namespace) -> int:
     from .distributed import make_accelerator
-    from .inference import load_scorer
+    from .inference import load_predictor
     from .run_output import check_writable
     from .scoring_inputs import collect_inputs
-    from .sharding import parts_folder, score_to_csv
+    from .sharding import parts_folder, run_record_path, score_to_csv
 
     check_writable(args.out)
     inputs = collect_inputs(args.inputs, exclude=parts_folder(Path(args.out)), root=args.root)
     accelerator = make_accelerator()
     device = args.device or accelerator.device
-    predictor = load_scorer(args.model, device, args.precision, batch_size=args.batch_size, compile=args.compile)
+    predictor = load_predictor(args.model, device, args.precision, batch_size=args.batch_size, compile=args.compile)
     summary = score_to_csv(
         predictor,
         inputs,
@@ -62,6 +62,7 @@ def command_predict(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         chunk_size=args.chunk_size,
         keep_parts=args.keep_parts,
+        model_argument=args.model,
     )
     if summary is None:  # not the first process: that one reports
         return 0
@@ -69,7 +70,8 @@ def command_predict(args: argparse.Namespace) -> int:
         print(f"Resumed: {summary.reused_parts} of {summary.total_parts} parts were already done.")
     print(
         f"Wrote {summary.out}: {summary.scored} scored, {summary.failed} failed "
-        f"({summary.images_per_second:.1f} img/s, {summary.processes} process(es))."
+        f"({summary.images_per_second:.1f} img/s, {summary.processes} process(es), {predictor.form.label}); "
+        f"how it was scored: {run_record_path(summary.out)}."
     )
     if summary.failed:
         print(f"{summary.failed} file(s) could not be read; see the error column of {summary.out}.", file=sys.stderr)
@@ -141,9 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         default="auto",
         choices=("auto", "fp32", "bf16", "fp16", "int8"),
-        help="auto: on a CPU, int8 where the model has its int8 file (made by `memorability quantize`), else bf16 "
-        "where the CPU computes it natively (AVX512-BF16, AMX), else fp32; on a GPU, bf16 (fp16 where it lacks "
-        "bf16). int8 runs on the CPU in ONNX Runtime (default: auto).",
+        help="auto: on a CPU, the fastest form of the model there, measured once per CPU and kept: fp32 or bf16 "
+        "(bf16 only where the CPU computes it natively), channels_last or not, or the model's int8 file (made by "
+        "`memorability quantize`) where it runs at least 1.1x as fast as the best float form; on a GPU, bf16 "
+        "(fp16 where it lacks bf16). int8 runs on the CPU in ONNX Runtime (default: auto).",
     )
     predict.add_argument(
         "--compile",

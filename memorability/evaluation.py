@@ -86,11 +86,12 @@ def evaluate_model(
     data: str | os.PathLike,
     out_dir: str | os.PathLike | None = None,
     batch_size: int = 64,
-    precision: str = "fp32",
+    precision: str = "auto",
     num_workers: int = 2,
 ) -> dict:
-    """Score the test split(s) of `data` as `memorability predict` would (the predictor's fast copy, in
-    `precision`); write eval_results.json and a scatter plot to `out_dir` if given."""
+    """Score the test split(s) of `data` as `memorability predict` and the Space score them (the same network: by
+    default the fastest form on this device, `load_predictor`), and record which; write eval_results.json and a
+    scatter plot to `out_dir` if given."""
     if out_dir is not None:
         check_writable(out_dir)
     accelerator = make_accelerator()
@@ -112,7 +113,7 @@ def evaluate_model(
         "protocol": ("LaMem five test splits" + (", head i on test_i" if fitted_on else ""))
         if len(indices) == 5
         else "test split",
-        "precision": precision,
+        "precision": predictor.form.label,
         "splits": per_split,
         "mean": summarize(list(per_split.values())),
     }

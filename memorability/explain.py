@@ -37,23 +37,35 @@ class AblationEffect:
 
 
 def explain_batch(
-    predictor: MemorabilityPredictor, pixel_values: torch.Tensor, method: str = DEFAULT_CAM_METHOD
+    predictor: MemorabilityPredictor,
+    pixel_values: torch.Tensor,
+    method: str = DEFAULT_CAM_METHOD,
+    explainer: MemorabilityPredictor | None = None,
 ) -> CamResult:
-    """Scores, embeddings and heat maps from one pass of the predictor's scoring copy: the scores are the ones
-    `predictor.forward` gives, at the cost of one forward and a short backward. A model whose heads were fitted on
-    flipped embeddings (`predictor.flip`) is scored as `predictor.forward` scores it, from both views (two more
-    passes); its map is the photo's own."""
-    cam = grad_cam(predictor.scoring_model, predictor.prepare(pixel_values), method=method)
-    if not predictor.flip:
+    """Scores, embeddings and heat maps, the scores exactly `predictor.forward`'s: from one pass of the predictor's
+    scoring copy where it has gradients (one forward and a short backward). Where it has none (int8), the maps come
+    from `explainer` (the same model in a float form: `inference.explainer`) and the scores, spread and embeddings
+    from the predictor's own pass. A model whose heads were fitted on flipped embeddings (`predictor.flip`) is
+    scored as `predictor.forward` scores it, from both views (two more passes); its map is the photo's own."""
+    cam_source = predictor if predictor.supports_gradients else explainer
+    if cam_source is None:
+        raise ValueError(f"A {predictor.form.label} network has no gradients: pass an explainer for its heat maps.")
+    cam = grad_cam(cam_source.scoring_model, cam_source.prepare(pixel_values), method=method)
+    if predictor.supports_gradients and not predictor.flip:
         return cam
     scored = predictor.forward(pixel_values)
     return replace(cam, scores=scored.scores.numpy(), uncertainty=scored.uncertainty.numpy(),
                    embeddings=scored.embeddings.numpy())  # fmt: skip
 
 
-def analyse(predictor: MemorabilityPredictor, image: Image.Image, method: str = DEFAULT_CAM_METHOD) -> Analysis:
-    """Score, embedding and heat map of one photo, from one pass (see `explain_batch`)."""
-    cam = explain_batch(predictor, predictor.preprocess([image]), method)
+def analyse(
+    predictor: MemorabilityPredictor,
+    image: Image.Image,
+    method: str = DEFAULT_CAM_METHOD,
+    explainer: MemorabilityPredictor | None = None,
+) -> Analysis:
+    """Score, embedding and heat map of one photo (see `explain_batch`)."""
+    cam = explain_batch(predictor, predictor.preprocess([image]), method, explainer)
     return Analysis(
         score=float(cam.scores[0]),
         uncertainty=float(cam.uncertainty[0]),

@@ -7,13 +7,15 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from safetensors import SafetensorError
 from transformers import AutoImageProcessor
 
 from .batch_scoring import score_images
 from .cache_paths import demo_model_dir
 from .errors import MemorabilityError
-from .fingerprint import model_fingerprint
+from .fingerprint import function_of, model_fingerprint
+from .forms import MEASURE_BATCH, Form, candidate_forms, fastest_form, measurement_key
 from .int8 import Int8Error, Int8Session, require_int8, usable_int8
 from .images import ImageLoadError, ImageSource, describe, load_image
 from .modeling_memorability import MemorabilityModel, MemorabilityOutput, first_line
@@ -21,6 +23,7 @@ from .runtime import cpu_has_fast_bf16, default_device
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 TORCH_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 MODEL_ENV = "MEMORABILITY_MODEL"
 
 
@@ -57,15 +60,16 @@ class MemorabilityPredictor:
 
     Scores come from the predictor's own fast copy of the model (`scoring_model`, made by `scoring_copy`): a
     `MemorabilityModel` with the same forward and outputs, its backbone in the compute dtype with batch norm folded
-    where the backbone has any, channels_last where that helps (CNNs on the CPU in bf16/fp16). Folding saves one pass
-    over every feature map (about 4% at batch 32 on our 2-core CPU, within noise at batch 1: bench/inference.py); a
-    copy in the compute dtype beats autocast, which casts every weight again at every call (batch 1 was 7-20%
-    slower). The head stays in fp32, and `model` stays the user's fp32 model, untouched. `compile=True` compiles the
-    scoring copy with weight freezing: about 10% faster per batch of 32 on our 2-core CPU, but the first batch of
-    each new shape compiles for 20-30 s there, so it pays off only on long runs. `flip=True` averages every output
-    with that of the mirrored picture (test-time augmentation, at twice the cost); by default it follows the
-    model's `config.test_time_flip` (heads fitted on flipped embeddings).
+    where the backbone has any, channels_last where asked (`load_predictor` measures which layout is faster on the
+    CPU at hand: `memorability.forms`; without it, a CNN on the CPU in reduced precision). Folding saves one pass
+    over every feature map; a copy in the compute dtype beats autocast, which casts every weight again at every
+    call. The head stays in fp32, and `model` stays the user's fp32 model, untouched. `compile=True` compiles the
+    scoring copy with weight freezing: faster per batch, after a compile of each new batch shape. `flip=True`
+    averages every output with that of the mirrored picture (test-time augmentation, at twice the cost); by default
+    it follows the model's `config.test_time_flip` (heads fitted on flipped embeddings).
     """
+
+    supports_gradients = True  # heat maps can be computed from this network
 
     def __init__(
         self,
@@ -76,11 +80,16 @@ class MemorabilityPredictor:
         batch_size: int = 32,
         compile: bool = False,
         flip: bool | None = None,
+        channels_last: bool | None = None,
     ):
         self.device = torch.device(device) if device is not None else default_device()
         self.dtype = resolve_precision(precision, self.device)
         self.model = model.eval().to(self.device)
-        self.memory_format = fast_layout(self.model, self.dtype, self.device)
+        self.memory_format = (
+            fast_layout(self.model, self.dtype, self.device)
+            if channels_last is None
+            else torch.channels_last if channels_last else torch.contiguous_format
+        )
         self.scoring_model = scoring_copy(self.model, self.dtype, self.memory_format)
         self.run = (
             torch.compile(self.scoring_model, dynamic=False, options={"freezing": True})
@@ -91,6 +100,10 @@ class MemorabilityPredictor:
         self.batch_size = batch_size
         self.flip = model.config.test_time_flip if flip is None else flip
 
+    @property
+    def form(self) -> Form:
+        """The form of the network that computes the scores (its precision and layout)."""
+        return Form(DTYPE_NAMES[self.dtype], self.memory_format == torch.channels_last)
     def preprocess(self, images: Sequence[ImageSource]) -> torch.Tensor:
         """Pixel values for a batch, through the model's own image processor."""
         pictures = [load_image(image) for image in images]
@@ -136,8 +149,8 @@ class MemorabilityPredictor:
 
 
 def fast_layout(model: MemorabilityModel, dtype: torch.dtype, device: torch.device) -> torch.memory_format:
-    """channels_last where it helps: a CNN backbone on the CPU in bf16/fp16 (about 2.5x at batch 32 in bf16 on our
-    CPU, see ../shared/README.md); a transformer's tokens have no such layout."""
+    """The layout where nothing was measured (a predictor made directly, as training's validation makes one):
+    channels_last for a CNN backbone on the CPU in bf16/fp16; a transformer's tokens have no such layout."""
     reduced_on_cpu = device.type == "cpu" and dtype != torch.float32
     return torch.channels_last if reduced_on_cpu and model.family.channels_last else torch.contiguous_format
 
@@ -158,9 +171,12 @@ class Int8Predictor(MemorabilityPredictor):
     engine are the predictor's; `model` is the fp32 model (its config and fingerprint), and `dtype` names the int8
     file by its hash, so that a run's manifest tells its parts from those of any other precision or int8 file.
 
-    It builds no torch scoring copy (the network runs in the session), and it has no gradients: heat maps need a
-    torch predictor (`load_predictor(model, precision="bf16")`).
+    It builds no torch scoring copy (the network runs in the session), and it has no gradients: heat maps come from
+    a torch predictor of the same model (`explainer`).
     """
+
+    supports_gradients = False
+    form = Form("int8")
 
     def __init__(self, model: MemorabilityModel, processor, session: Int8Session, batch_size: int = 32):
         self.device = torch.device("cpu")
@@ -189,67 +205,100 @@ def load_predictor(
     batch_size: int = 32,
     compile: bool = False,
 ) -> MemorabilityPredictor:
-    """Load a model folder or Hub id once (default: $MEMORABILITY_MODEL, else the cached demo model).
+    """Load a model folder or Hub id once (default: $MEMORABILITY_MODEL, else the cached demo model, said on
+    stderr), in one form of its network, which every score it gives comes from.
 
-    `precision="int8"` gives an `Int8Predictor` on the CPU, from the int8 file `memorability quantize` made beside
-    the model; "auto" is always a torch precision here (heat maps need gradients): `load_scorer` picks int8."""
+    "auto", on a CPU: the fastest form on this CPU, measured once per CPU and architecture and cached
+    (`memorability.forms`): fp32 or bf16 (bf16 only where the CPU computes it natively), channels_last or not, or the
+    model's int8 file (`memorability quantize`) where it runs at least `forms.INT8_MARGIN` times as fast as the best
+    float form (an `Int8Predictor`: no gradients; `explainer` gives heat maps). A named precision measures only
+    its layouts; "int8" asks for the int8 file by name. On a GPU, "auto" is bf16 (fp16 where it lacks bf16).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not '{precision}'.")
     source = resolve_model_source(model)
+    device = torch.device(device) if device is not None else default_device()
     if precision == "int8":
         if compile:
             raise Int8Error("--compile applies to the torch precisions: int8 runs in ONNX Runtime, compiled already.")
-        if device is not None and torch.device(device).type != "cpu":
+        if device.type != "cpu":
             raise Int8Error(f"int8 runs on the CPU (ONNX Runtime), not on {device}: choose another precision there.")
         require_int8(source)  # before the weights: an absent int8 file is refused at once
-        loaded, processor = load_model(source)
-        return Int8Predictor(loaded, processor, Int8Session(source, model_fingerprint(loaded, processor)), batch_size)
     loaded, processor = load_model(source)
-    return MemorabilityPredictor(loaded, processor, device, precision, batch_size, compile)
+    session = int8_session(source, loaded, processor, precision, device, compile)
+    form = choose_form(loaded, processor, device, precision, session)
+    if form.precision == "int8":
+        return Int8Predictor(loaded, processor, session, batch_size)
+    return MemorabilityPredictor(loaded, processor, device, form.precision, batch_size, compile,
+                                 channels_last=form.channels_last)  # fmt: skip
 
 
-def load_scorer(
-    model: str | os.PathLike | None = None, device: str | torch.device | None = None, precision: str = "auto", **options
-) -> MemorabilityPredictor:
-    """The predictor that scores many images (the CLI): as `load_predictor` (`options`: batch_size, compile), except
-    that "auto" takes the model's int8 file where `prefers_int8` says so; a stale one (made from another model) or
-    one with an unreadable record is passed over with a warning on stderr, where `precision="int8"` refuses it."""
-    source = resolve_model_source(model)
-    device = torch.device(device) if device is not None else default_device()
+def int8_session(source: str, model, processor, precision: str, device: torch.device, compile: bool):
+    """The model's int8 network, where it may be used: asked for by name (refused in one sentence when stale), or
+    under "auto" on a CPU without --compile when the file met the fidelity thresholds (a stale file, or one with an
+    unreadable record, is passed over with a warning on stderr). None where it is not a candidate."""
+    if precision == "int8":
+        return Int8Session(source, model_fingerprint(model, processor))
+    if precision != "auto" or device.type != "cpu" or compile:
+        return None
     try:
-        if prefers_int8(source, device, precision, options.get("compile", False)):
-            return load_predictor(source, device, "int8", **options)
-    except Int8Error as error:  # a stale file or an unreadable record: scored in torch, and said why
+        return Int8Session(source, model_fingerprint(model, processor)) if usable_int8(source) else None
+    except Int8Error as error:
         print(f"warning: not scoring in int8: {error}", file=sys.stderr)
-    return load_predictor(source, device, precision, **options)
+        return None
 
 
-def batch_twin(predictor: MemorabilityPredictor) -> MemorabilityPredictor:
-    """For an app that keeps a torch predictor for heat maps (the Space): the same model in int8 to score batches
-    with, where `prefers_int8` says so, sharing the predictor's model and processor; else (or where the file is stale,
-    with a warning on stderr) the predictor itself."""
-    source = predictor.model.name_or_path
-    try:
-        if prefers_int8(source, predictor.device):
-            session = Int8Session(source, model_fingerprint(predictor))
-            return Int8Predictor(predictor.model, predictor.processor, session, predictor.batch_size)
-    except Int8Error as error:  # a stale file or an unreadable record: batches in torch, and the log says why
-        print(f"warning: not scoring batches in int8: {error}", file=sys.stderr)
-    return predictor
+def choose_form(model: MemorabilityModel, processor, device: torch.device, precision: str, session=None) -> Form:
+    """The form of the network a predictor runs (see `load_predictor`); `session`: the int8 network, a candidate
+    where given."""
+    if precision == "int8":
+        return Form("int8")
+    if device.type != "cpu":
+        return Form(DTYPE_NAMES[resolve_precision(precision, device)])
+    forms = candidate_forms(precision, model.family.channels_last, session is not None)
+    if len(forms) == 1:
+        return forms[0]
+    pixels = processor(Image.new("RGB", (320, 240)), return_tensors="pt")["pixel_values"]
+    pixels = pixels.expand(MEASURE_BATCH, *pixels.shape[1:]).contiguous()
+    architecture = {"config": function_of(model.config), "input": list(pixels.shape[1:])}
+    key = measurement_key(architecture, session.record.get("int8_sha256") if session is not None else None)
+
+    def runner(form: Form):
+        if form.precision == "int8":
+            return session.run
+        copy = scoring_copy(model, form.dtype, form.memory_format)
+        return lambda batch: copy(pixel_values=batch.to(form.dtype, memory_format=form.memory_format))
+
+    with torch.inference_mode():
+        form, _ = fastest_form(key, forms, runner, pixels, f"this {model.config.backbone_config.model_type} model")
+    return form
 
 
-def prefers_int8(source: str, device: torch.device, precision: str = "auto", compile: bool = False) -> bool:
-    """Whether "auto" scores in int8: the model has an int8 file that met the fidelity thresholds when `memorability
-    quantize` made it, scoring runs on the CPU, and torch.compile is not asked for. int8 ran 1.5-2x as fast as the
-    bare network in bf16 at batch 32 on our 2-core CPU (bench/inference.py; its fidelity: bench/int8_fidelity.py)."""
-    return precision == "auto" and device.type == "cpu" and not compile and usable_int8(source)
+def explainer(predictor: MemorabilityPredictor) -> MemorabilityPredictor:
+    """A predictor with gradients for heat maps of what `predictor` scores: the predictor itself, or for an int8 one
+    the same model (shared, not loaded again) in its fastest float form on this CPU."""
+    if predictor.supports_gradients:
+        return predictor
+    form = choose_form(predictor.model, predictor.processor, predictor.device, "auto")
+    return MemorabilityPredictor(predictor.model, predictor.processor, predictor.device, form.precision,
+                                 predictor.batch_size, channels_last=form.channels_last)  # fmt: skip
+
+
+DEMO_FALLBACK = (
+    "warning: no model given, so the demo model scores: a tiny network trained for a minute on generated pictures, "
+    f"whose scores mean nothing about memorability; pass --model (a folder or Hub id) or set {MODEL_ENV}."
+)
 
 
 def resolve_model_source(model: str | os.PathLike | None) -> str:
-    """The model to load: the argument, else $MEMORABILITY_MODEL, else the demo model if it has been built."""
+    """The model to load: the argument, else $MEMORABILITY_MODEL, else the demo model if it has been built (said in
+    one line on stderr: its scores must never pass for real ones)."""
     if model is not None:
         return str(model)
     if os.environ.get(MODEL_ENV):
         return os.environ[MODEL_ENV]
     if (demo_model_dir() / "config.json").is_file():
+        print(DEMO_FALLBACK, file=sys.stderr)
         return str(demo_model_dir())
     raise ModelLoadError(
         f"No model given: pass --model with a folder or Hub id, set {MODEL_ENV}, or build the demo model with "

@@ -252,10 +252,16 @@ def quantize_model(
     model.eval()
     calibrate, held_out = pictures.split()
     pixels = pixels_of(processor, pictures.pictures)
+    reference = fp32_outputs(model, pixels[held_out])
+    if float(reference.scores.max() - reference.scores.min()) == 0.0:
+        raise QuantizationError(
+            f"{model_dir} gives every calibration photo the same score ({float(reference.scores[0]):.6f}) in fp32, so "
+            "there is no ranking for int8 to keep: the float model is broken or untrained, not int8; nothing was "
+            "written."
+        )
     with tempfile.TemporaryDirectory(prefix="quantize-") as work:
         fp32_file, int8_file = Path(work) / "model_fp32.onnx", Path(work) / "model_int8.onnx"
         export_fp32(model, tuple(pixels.shape[2:]), fp32_file)
-        reference = fp32_outputs(model, pixels[held_out])
         for stem in (False, True) if stem_in_fp32 is None else (stem_in_fp32,):
             quantize_file(fp32_file, int8_file, pixels[calibrate], stem)
             fidelity = measure_fidelity(reference, run_file(int8_file, pixels[held_out]))

@@ -90,14 +90,19 @@ class MemoryCeiling:
         return self.limit is not None and resident_bytes() > self.limit and release_memory()
 
 
-def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 inference beats fp32."""
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux: /proc/cpuinfo), empty where they cannot be read."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            flags = cpuinfo.read()
+            line = next((line for line in cpuinfo if line.startswith("flags")), "")
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return set()
+    return set(line.partition(":")[2].split())
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated, many times slower."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 def default_device() -> torch.device:

@@ -30,10 +30,12 @@ from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 
+from . import __version__
+from .cache_paths import DEMO_NOTICE, is_demo_model
 from .errors import MemorabilityError
 from .fingerprint import chunk_fingerprints, model_fingerprint
 from .batch_scoring import ScoredImage, consecutive_batches, score_images
-from .inference import MemorabilityPredictor
+from .inference import MODEL_ENV, MemorabilityPredictor
 from .run_output import (
     LOCK, OutputError, atomic_file, hold_lock, leftover_temporaries, refuse_unsafe_output, spreadsheet_safe
 )
@@ -41,9 +43,9 @@ from .scoring_inputs import ScoringInputs
 
 CHUNK_SIZE = 1024
 MANIFEST = "manifest.json"
-# 1 named the model by its path; 2 had no uncertainty column: parts of an earlier format are never reused.
-MANIFEST_FORMAT = 3
-RUN_KEYS = ("format", "model", "precision", "flip", "embeddings", "chunk_size")  # any change invalidates every part
+# 1 named the model by its path; 2 had no uncertainty column; 3 no layout: parts of an earlier format are never reused.
+MANIFEST_FORMAT = 4
+RUN_KEYS = ("format", "model", "precision", "form", "flip", "embeddings", "chunk_size")  # any change: every part
 PART_NAME = re.compile(r"part-(?P<chunk>\d{6})-rank(?P<rank>\d+)\.parquet")
 PART_FIELDS = [
     ("index", pa.int64()),
@@ -89,12 +91,13 @@ def part_path(folder: Path, chunk: int, rank: int) -> Path:
 
 
 def run_manifest(inputs: ScoringInputs, predictor: MemorabilityPredictor, chunk_size: int, embeddings: bool) -> dict:
-    """What the parts depend on: the run (model, precision, test-time flip, whether embeddings are kept, chunk size)
-    and, chunk by chunk, the images."""
+    """What the parts depend on: the run (model, precision and layout, test-time flip, whether embeddings are kept,
+    chunk size) and, chunk by chunk, the images."""
     return {
         "format": MANIFEST_FORMAT,
         "model": model_fingerprint(predictor),
         "precision": str(predictor.dtype),
+        "form": predictor.form.label,
         "flip": predictor.flip,
         "embeddings": embeddings,
         "chunk_size": chunk_size,
@@ -313,10 +316,40 @@ def score_to_csv(
     chunk_size: int = CHUNK_SIZE,
     keep_parts: bool = False,
     progress: bool = True,
+    model_argument: str | None = None,
 ) -> ScoringSummary | None:
     """Score `inputs` into the CSV `out` (`score_in_parts`): path, score, error, and an uncertainty column for a
-    model of several heads."""
+    model of several heads; then its run record beside it (`run_record_path`): which model, in which form, scored
+    how many images. `model_argument`: the model as the user named it (None: it was not named)."""
     ensemble = predictor.model.config.num_heads > 1
     options = RunOptions(num_workers, chunk_size, keep_parts, progress)
     write = partial(write_csv, uncertainty=ensemble)
-    return score_in_parts(predictor, inputs, Path(out), accelerator, write, refuse_a_folder, options)
+    summary = score_in_parts(predictor, inputs, Path(out), accelerator, write, refuse_a_folder, options)
+    if summary is not None:
+        with atomic_file(run_record_path(summary.out)) as handle:
+            json.dump(run_record(predictor, model_argument, summary), handle, indent=2)
+    return summary
+
+
+def run_record_path(out: Path) -> Path:
+    """Where a CSV's run record goes: `scores.csv` → `scores.run.json`."""
+    return out.with_name(out.stem + ".run.json")
+
+
+def run_record(predictor: MemorabilityPredictor, model_argument: str | None, summary: ScoringSummary) -> dict:
+    """How a CSV was made: the model as named (or the demo model it fell back to, said so), its fingerprint, the form
+    of the network that scored, and the counts."""
+    demo = is_demo_model(predictor.model.name_or_path)
+    return {
+        "memorability": __version__,
+        "model": model_argument or ("the demo model" if demo else "$" + MODEL_ENV),
+        "demo_model": demo,
+        **({"demo_notice": DEMO_NOTICE.strip()} if demo else {}),
+        "model_fingerprint": model_fingerprint(predictor),
+        "precision": predictor.form.label,
+        "flip": predictor.flip,
+        "images": summary.scored + summary.failed,
+        "scored": summary.scored,
+        "failed": summary.failed,
+        "processes": summary.processes,
+    }

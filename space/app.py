@@ -53,7 +53,7 @@ from memorability.explain import DEFAULT_CAM_METHOD, ablation_effects, analyse, 
 from memorability.faces import FACE_DETECTOR  # noqa: E402
 from memorability.gradcam import METHODS, overlay  # noqa: E402
 from memorability.images import load_image  # noqa: E402
-from memorability.inference import MODEL_ENV, batch_twin, load_predictor  # noqa: E402
+from memorability.inference import MODEL_ENV, PRECISIONS, explainer, load_predictor  # noqa: E402
 from memorability.neighbours import NeighbourIndex  # noqa: E402
 from memorability.run_output import spreadsheet_safe  # noqa: E402
 from memorability.runtime import tune_allocator  # noqa: E402
@@ -63,6 +63,7 @@ from visitors import (  # noqa: E402
 )
 
 INDEX_ENV = "MEMORABILITY_INDEX"
+PRECISION_ENV = "MEMORABILITY_PRECISION"  # the precision every score comes from; default "auto"
 # One batch request: every image counted (errors included), its bytes summed and what it takes decoded read from its
 # header, before any is decoded; a zip bomb, many zips each under the limit, or a 97 KB PNG that decodes to 100 MB
 # listed again and again, stops here. 2 GB decoded is 500 photos of 1024×768, or twenty 16-bit 50 MP PNGs.
@@ -93,7 +94,10 @@ PICTURE_FORMAT = "jpeg"  # how result pictures reach the page: encodes 20× fast
 def load_resources() -> tuple:
     """The predictor, the neighbour index and whether the demo model serves (building the demo ones if needed)."""
     model = os.environ.get(MODEL_ENV) or str(build_demo_model())
-    predictor = load_predictor(model)
+    precision = os.environ.get(PRECISION_ENV) or "auto"
+    if precision not in PRECISIONS:
+        raise MemorabilityError(f"{PRECISION_ENV} must be one of {', '.join(PRECISIONS)}, not '{precision}'.")
+    predictor = load_predictor(model, precision=precision)
     index_source = os.environ.get(INDEX_ENV) or (
         None if os.environ.get(MODEL_ENV) else str(build_demo_index(model))
     )
@@ -103,13 +107,18 @@ def load_resources() -> tuple:
 
 tune_allocator()
 try:
-    PREDICTOR, INDEX, DEMO = load_resources()
-    # The Batch tab scores in int8 where the model has its int8 file (`memorability quantize`: about 1.5-2x the bf16
-    # speed on a 2-vCPU machine, within the fidelity it recorded); heat maps need gradients and stay on PREDICTOR.
-    BATCH_PREDICTOR = batch_twin(PREDICTOR)
-except MemorabilityError as error:  # a bad MEMORABILITY_MODEL or MEMORABILITY_INDEX: one sentence, exit status 1
+    # One network gives every score on every tab and endpoint (the precision chosen once, for this process: the
+    # fastest form on this CPU, int8 included, unless MEMORABILITY_PRECISION names one); heat maps need gradients
+    # and come from EXPLAINER, which is SCORER itself unless SCORER is int8.
+    SCORER, INDEX, DEMO = load_resources()
+    EXPLAINER = explainer(SCORER)
+except MemorabilityError as error:  # a bad MEMORABILITY_MODEL, _INDEX or _PRECISION: one sentence, exit status 1
     sys.exit(f"space/app.py: {error}")
-ENSEMBLE = PREDICTOR.model.config.num_heads > 1  # scores come with the spread of the heads around them
+ENSEMBLE = SCORER.model.config.num_heads > 1  # scores come with the spread of the heads around them
+PRECISION = SCORER.form.label  # returned with every score the API gives
+HEAT_MAP_LABEL = "Where the model looked" + (
+    "" if EXPLAINER is SCORER else f" (the {EXPLAINER.form.label} network's: int8 has no gradients)"
+)
 
 
 def picture_of(image: str | Image.Image | None) -> Image.Image:
@@ -170,12 +179,12 @@ def score_photo(image: str | Image.Image | None, method: str = DEFAULT_CAM_METHO
     and (kept in the visitor's session, not sent to the API) the picture and map that the opacity slider re-blends."""
     check_method(method)
     opacity = check_opacity(opacity)
-    analysis = analyse(PREDICTOR, picture_of(image), method)
+    analysis = analyse(SCORER, picture_of(image), method, EXPLAINER)
     score = round(100 * analysis.score, 1)
     shown = display(analysis.overlay(opacity))
     last_map = (analysis.view, analysis.heat_map)
     if INDEX is None:
-        return score, headline(analysis), shown, [], [], [], last_map
+        return score, headline(analysis), shown, [], [], [], PRECISION, last_map
     percentile = INDEX.percentile(analysis.score)
     summary = f"{headline(analysis)}\n{standing(percentile, len(INDEX.image_ids))}" + (
         " (demo model: meaningless for real photos)." if DEMO else "."
@@ -188,6 +197,7 @@ def score_photo(image: str | Image.Image | None, method: str = DEFAULT_CAM_METHO
         gallery(INDEX.similar(query, NEIGHBOURS)),
         gallery(INDEX.more_memorable(query, NEIGHBOURS)),
         gallery(INDEX.more_forgettable(query, NEIGHBOURS)),
+        PRECISION,
         last_map,
     )
 
@@ -197,7 +207,7 @@ def heat_map(image: str | Image.Image | None, method: str = DEFAULT_CAM_METHOD, 
     """The overlay for another method (a new pass of the model), and the picture and map for the slider."""
     check_method(method)
     opacity = check_opacity(opacity)
-    analysis = analyse(PREDICTOR, picture_of(image), method)
+    analysis = analyse(EXPLAINER, picture_of(image), method)  # the map only: the explainer's own score is not shown
     return display(analysis.overlay(opacity)), (analysis.view, analysis.heat_map)
 
 
@@ -223,13 +233,13 @@ def ablate_photo(image: str | Image.Image | None):
     `memorability.images`), so the photo and its six ablated copies hold tens of MB, not the 1 GB a 50 MP photo
     would."""
     picture = picture_of(image)
-    original = PREDICTOR.predict(picture)
-    effects = ablation_effects(PREDICTOR, picture, original)
+    original = SCORER.predict(picture)
+    effects = ablation_effects(SCORER, picture, original)
     table = pd.DataFrame(
         {
-            "ablation": [effect.name for effect in effects],
-            "score": [round(100 * effect.score, 1) for effect in effects],
-            "change": [round(100 * effect.change, 1) for effect in effects],
+            "ablation": ["original", *(effect.name for effect in effects)],
+            "score": [round(100 * original, 1), *(round(100 * effect.score, 1) for effect in effects)],
+            "change": [0.0, *(round(100 * effect.change, 1) for effect in effects)],
         }
     )
     faces_found, faces_removed = count_faces(picture, next(e.image for e in effects if e.name == "faces_removed"))
@@ -239,7 +249,7 @@ def ablate_photo(image: str | Image.Image | None):
     )
     # The change first in a caption: a phone's narrow thumbnail cuts its end.
     images = [(effect.image, f"{100 * effect.change:+.1f} {effect.name}") for effect in effects]
-    return images, table, table[["ablation", "change"]], faces
+    return images, table, table[["ablation", "change"]].iloc[1:], faces, PRECISION
 
 
 @answers_visitors
@@ -253,7 +263,7 @@ def score_batch(files: list[str] | None, progress=gr.Progress()):
         if not images:
             raise refusal("No images found: upload photos or a .zip of photos.")
         progress.tqdm(None, total=len(set(images.keys)), desc="Scoring")  # a bar that `update` advances
-        rows = score_each_once(BATCH_PREDICTOR, images, images.names, images.keys, progress)
+        rows = score_each_once(SCORER, images, images.names, images.keys, progress)
     table = pd.DataFrame(
         {
             "file": [row.name for row in rows],
@@ -266,15 +276,15 @@ def score_batch(files: list[str] | None, progress=gr.Progress()):
         table.assign(file=table["file"].map(spreadsheet_safe), error=table["error"].map(spreadsheet_safe)).to_csv(
             handle, index=False
         )
-    return table, handle.name
+    return table, handle.name, PRECISION
 
 
 def warm_up() -> None:
     """One analysis and one full batch before the first visitor: nobody waits for a first call's set-up, and the
     memory that serving needs is in place when `VisitorBlocks.memory` notes it."""
     picture = Image.new("RGB", (640, 480), (120, 140, 160))
-    analyse(PREDICTOR, picture)
-    BATCH_PREDICTOR.predict([picture] * BATCH_PREDICTOR.batch_size)
+    analyse(SCORER, picture, explainer=EXPLAINER)
+    SCORER.predict([picture] * SCORER.batch_size)
 
 
 EMPTY_MAP = pd.DataFrame({"x": [], "y": [], "score": [], "image_id": []})
@@ -303,16 +313,27 @@ ABOUT = Path(__file__).resolve().parent / "about.md"  # the About tab: {model}, 
 
 def about_text() -> str:
     """The About tab, describing the model that serves (its backbone, its heads), not a fixed one."""
-    config = PREDICTOR.model.config
+    config = SCORER.model.config
     heads = f"{config.num_heads} heads" if ENSEMBLE else "one head"
-    model = f"A {type(PREDICTOR.model.backbone).__name__} backbone with {heads} on its {config.embedding_size}-d features"
+    model = f"A {type(SCORER.model.backbone).__name__} backbone with {heads} on its {config.embedding_size}-d features"
     spread = (
         " The ± after a score is the spread (standard deviation) of the heads' scores around their mean: how much "
         "models fitted on different data disagree about this photo, not the spread of people's memory."
         if ENSEMBLE
         else ""
     )
-    return ABOUT.read_text().format(model=model, layer=PREDICTOR.model.default_cam_layer(), spread=spread)
+    return ABOUT.read_text().format(
+        model=model, layer=SCORER.model.default_cam_layer(), spread=spread, precision=precision_text()
+    )
+
+
+def precision_text() -> str:
+    """Which network gives the scores, and the heat maps where another one must (int8 has no gradients)."""
+    scores = f"Every score on every tab comes from one network: {PRECISION}, the fastest form of this model on this "
+    scores += "server's CPU" if os.environ.get(PRECISION_ENV, "auto") == "auto" else f"server (set by {PRECISION_ENV})"
+    if EXPLAINER is SCORER:
+        return scores + ", which gives the heat maps too."
+    return scores + f". Heat maps come from the same model in {EXPLAINER.form.label}, since int8 has no gradients."
 
 
 # The settings of the events that run the model: one pool of CONCURRENCY slots for those that look at one photo, and
@@ -320,6 +341,12 @@ def about_text() -> str:
 # and ablations would compute 3 × CONCURRENCY jobs.
 PHOTO_JOB = {"concurrency_id": "photo", "concurrency_limit": CONCURRENCY}
 BATCH_JOB = {"concurrency_id": "batch", "concurrency_limit": BATCH_CONCURRENCY}
+
+
+def precision_box() -> gr.Textbox:
+    """The precision the scores came from, returned with each endpoint's scores for API clients (the page shows it
+    in the About tab)."""
+    return gr.Textbox(label="Precision", visible=False)
 
 
 def gallery_box(label: str, height: str = NEIGHBOUR_GALLERY_HEIGHT, elem_id: str | None = None) -> gr.Gallery:
@@ -352,9 +379,10 @@ def build_app() -> gr.Blocks:
                 with gr.Column():
                     # The number is for the API; the page shows it in the summary (an empty gr.Number reads "0").
                     score = gr.Number(label="Memorability (0–100)", precision=1, visible=False)
+                    precision = precision_box()
                     summary = gr.Markdown("Upload a photo, or pick an example, to see its score.", elem_id="summary")
                     overlay_image = gr.Image(
-                        label="Where the model looked", format=PICTURE_FORMAT, elem_id="heatmap", height=320
+                        label=HEAT_MAP_LABEL, format=PICTURE_FORMAT, elem_id="heatmap", height=320
                     )
                     with gr.Row():
                         method = gr.Radio(list(METHODS), value=DEFAULT_CAM_METHOD, label="Heat map")
@@ -365,7 +393,7 @@ def build_app() -> gr.Blocks:
                 memorable = gallery_box("Similar but more memorable")
                 forgettable = gallery_box("Similar but more forgettable")
             last_map = gr.State(None)  # this visitor's last picture and map, for the opacity slider
-            outputs = [score, summary, overlay_image, similar, memorable, forgettable, last_map]
+            outputs = [score, summary, overlay_image, similar, memorable, forgettable, precision, last_map]
             button.click(score_photo, [photo, method, opacity], outputs, api_name="score", **PHOTO_JOB)
             photo.upload(score_photo, [photo, method, opacity], outputs, api_name=False, **PHOTO_JOB)
             method.change(heat_map, [photo, method, opacity], [overlay_image, last_map], api_name="heatmap", **PHOTO_JOB)
@@ -388,9 +416,10 @@ def build_app() -> gr.Blocks:
                 ablation_chart = gr.BarPlot(
                     x="ablation", y="change", title="Change in score", height=260, sort="y", x_label_angle=-30
                 )
-                ablation_table = gr.Dataframe(label="Scores (0–100), most negative change first")
+                ablation_table = gr.Dataframe(label="Scores (0–100): the original, then the most negative change first")
             ablate_button.click(
-                ablate_photo, ablation_photo, [ablated, ablation_table, ablation_chart, faces], api_name="ablations",
+                ablate_photo, ablation_photo, [ablated, ablation_table, ablation_chart, faces, precision_box()],
+                api_name="ablations",
                 **PHOTO_JOB,
             )
             # One photo for both tabs: what a visitor puts in one is there when they open the other.
@@ -404,7 +433,9 @@ def build_app() -> gr.Blocks:
             batch_button = gr.Button("Score all", variant="primary")
             batch_table = gr.Dataframe(label="Scores (0–100)", wrap=True, elem_id="batch-table")
             batch_csv = gr.File(label="Download CSV")
-            batch_button.click(score_batch, files, [batch_table, batch_csv], api_name="batch", **BATCH_JOB)
+            batch_button.click(
+                score_batch, files, [batch_table, batch_csv, precision_box()], api_name="batch", **BATCH_JOB
+            )
         with gr.Tab("Explore"):
             gr.Markdown(
                 "The reference images in the model's embedding space (first two principal components), coloured by "

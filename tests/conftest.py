@@ -28,6 +28,16 @@ def datasets_cache(tmp_path_factory) -> Iterator[Path]:
         yield cache
 
 
+@pytest.fixture(autouse=True, scope="session")
+def memorability_cache(tmp_path_factory) -> Iterator[Path]:
+    """Our own cache (the demo model, the measured forms of each model: memorability.forms) in a temporary folder for
+    the whole run, shared with the processes tests start, so that they score a model in the form this one chose."""
+    cache = tmp_path_factory.mktemp("memorability_cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MEMORABILITY_CACHE", str(cache))
+        yield cache
+
+
 def write_lamem_folder(root: Path, n_images: int = 40, seed: int = 0) -> Path:
     """A small official-layout folder: n tiny JPEGs (8..32 px a side, random colours) named 00000001.jpg..., and
     splits/{train,val,test}_{1..5}.txt, each index with its own partition and its own scores, in LaMem's format."""

@@ -205,7 +205,7 @@ def start_space(model: Path, index: Path | None, work_dir: Path, **settings: str
     env = os.environ | {
         "MEMORABILITY_MODEL": str(model),
         "MEMORABILITY_INDEX": str(index or ""),
-        "MEMORABILITY_CACHE": str(work_dir / "cache"),
+        "MEMORABILITY_CACHE": os.environ.get("MEMORABILITY_CACHE") or str(work_dir / "cache"),
         "GRADIO_TEMP_DIR": str(upload_dir),
         "GRADIO_SERVER_NAME": "127.0.0.1",
         "GRADIO_SERVER_PORT": str(port),

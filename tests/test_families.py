@@ -70,6 +70,6 @@ def test_the_space_serves_it(family_model, lamem_folder, photos, tmp_path):
         score, summary, overlay, similar, *_ = app.score_photo(photo)
         assert score == pytest.approx(100 * predictor.predict(photo), abs=0.051) and overlay.width > 0 and similar
         pictures, table, *_ = app.ablate_photo(photo)
-        assert len(pictures) == 6 and len(table) == 6
-        batch, _ = app.score_batch([photo])
+        assert len(pictures) == 6 and len(table) == 7 and table["score"][0] == score  # the original, then six
+        batch, *_ = app.score_batch([photo])
         assert batch["score"][0] == score

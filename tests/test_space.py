@@ -42,10 +42,10 @@ def app_score(predictor, image) -> float:
 
 
 def test_score_returns_score_summary_heat_map_and_three_galleries(space_client, predictor):
-    score, summary, overlay, *galleries = space_client.predict(
+    score, summary, overlay, *galleries, precision = space_client.predict(
         handle_file(ASTRONAUT), "gradcam++", 0.5, api_name="/score"
     )
-    assert score == app_score(predictor, ASTRONAUT)
+    assert score == app_score(predictor, ASTRONAUT) and precision == predictor.form.label
     assert summary.startswith(f"## Memorability {score:.1f} / 100\n") and "demo model" in summary
     assert Image.open(overlay).size == (384, 384)
     assert [len(gallery) for gallery in galleries] == [6, 6, 6]
@@ -60,12 +60,13 @@ def test_heatmap_returns_the_overlay(space_client, method):
 
 
 def test_ablations_return_pictures_table_chart_and_faces(space_client, predictor):
-    pictures, table, chart, faces = space_client.predict(handle_file(ASTRONAUT), api_name="/ablations")
+    pictures, table, chart, faces, precision = space_client.predict(handle_file(ASTRONAUT), api_name="/ablations")
     assert len(pictures) == 6 and all(Path(item["image"]).is_file() for item in pictures)
-    assert table["headers"] == ["ablation", "score", "change"] and len(table["data"]) == 6
-    changes = [row[2] for row in table["data"]]
+    assert table["headers"] == ["ablation", "score", "change"] and len(table["data"]) == 7
+    assert table["data"][0] == ["original", app_score(predictor, ASTRONAUT), 0.0] and precision == predictor.form.label
+    changes = [row[2] for row in table["data"][1:]]
     assert changes == sorted(changes)
-    assert [row[0] for row in chart["data"]] == [row[0] for row in table["data"]]
+    assert [row[0] for row in chart["data"]] == [row[0] for row in table["data"][1:]]
     assert faces.startswith(f"Original score {app_score(predictor, ASTRONAUT):.1f}.") and "0.9: 1; removed: 1." in faces
 
 
@@ -74,7 +75,8 @@ def test_batch_scores_photos_and_zips_and_refuses_zip_slip(space, space_client, 
     archive = write_zip(
         tmp_path / "photos.zip", {"trip/coffee.jpg": COFFEE.read_bytes(), escaping: ASTRONAUT.read_bytes()}
     )
-    table, csv = space_client.predict([handle_file(archive), handle_file(ASTRONAUT)], api_name="/batch")
+    table, csv, precision = space_client.predict([handle_file(archive), handle_file(ASTRONAUT)], api_name="/batch")
+    assert precision == predictor.form.label
     rows = {row[0]: row[1:] for row in table["data"]}
     assert rows["trip/coffee.jpg"] == [app_score(predictor, COFFEE), ""]
     assert rows["astronaut.jpg"] == [app_score(predictor, ASTRONAUT), ""]
@@ -122,14 +124,15 @@ def app(space_model, space_index, tmp_path_factory):
 
 def test_score_photo_takes_a_picture(app, predictor):
     photo = Image.open(COFFEE)
-    score, summary, overlay, similar, memorable, forgettable, _ = app.score_photo(photo, "gradcam", 0.5)
+    score, summary, overlay, similar, memorable, forgettable, _, _ = app.score_photo(photo, "gradcam", 0.5)
     assert score == app_score(predictor, photo) and f"Memorability {score:.1f} / 100" in summary
     assert isinstance(overlay, Image.Image) and len(similar) == len(memorable) == len(forgettable) == 6
 
 
 def test_the_opacity_slider_reblends_the_last_map_without_the_model(app, monkeypatch):
-    *_, shown, _, _, _, last_map = app.score_photo(str(COFFEE), "gradcam++", 0.5)[:7]
-    monkeypatch.setattr(app, "PREDICTOR", None)  # any use of the model would fail now
+    _, _, shown, *_, last_map = app.score_photo(str(COFFEE), "gradcam++", 0.5)
+    monkeypatch.setattr(app, "SCORER", None)  # any use of the model would fail now
+    monkeypatch.setattr(app, "EXPLAINER", None)
     lighter = app.reblend(last_map, 0.2)
     view, cam = last_map
     assert lighter.tobytes() == app.display(app.overlay(view, cam, 0.2)).tobytes() != shown.tobytes()
@@ -148,8 +151,8 @@ def test_score_photo_without_a_photo_asks_for_one(app):
 
 
 def test_ablate_photo_sorts_by_change_and_names_the_face_detector(app):
-    pictures, table, chart, faces = app.ablate_photo(str(COFFEE))
-    assert len(pictures) == 6 and list(table["change"]) == sorted(table["change"])
+    pictures, table, chart, faces, _ = app.ablate_photo(str(COFFEE))
+    assert len(pictures) == 6 and list(table["change"][1:]) == sorted(table["change"][1:])
     assert "Faces found by MTCNN (facenet-pytorch 2.6.0, MIT licence), face probability above 0.9: 0" in faces
 
 
@@ -202,7 +205,7 @@ def test_an_unexpected_failure_is_a_generic_sentence_and_a_log_line_without_the_
 
 
 def test_score_batch_writes_its_csv_in_the_upload_folder(app, predictor):
-    table, csv = app.score_batch([str(COFFEE), str(ASTRONAUT)])
+    table, csv, _ = app.score_batch([str(COFFEE), str(ASTRONAUT)])
     assert list(table["score"]) == [app_score(predictor, COFFEE), app_score(predictor, ASTRONAUT)]
     assert Path(csv).parent == Path(app.UPLOAD_DIR) and pd.read_csv(csv, keep_default_na=False).equals(table)
 
@@ -210,7 +213,7 @@ def test_score_batch_writes_its_csv_in_the_upload_folder(app, predictor):
 def test_score_batch_gives_a_damaged_zip_one_row_and_scores_the_rest(app, predictor, tmp_path):
     damaged = tmp_path / "damaged.zip"
     damaged.write_bytes(b"PK\x03\x04 not really a zip")
-    table, _ = app.score_batch([str(damaged), str(COFFEE)])
+    table, _, _ = app.score_batch([str(damaged), str(COFFEE)])
     assert table["file"].tolist() == ["damaged.zip", "coffee.jpg"]
     assert table["error"].tolist() == ["damaged.zip: the zip is damaged or not a zip.", ""]
     assert pd.isna(table["score"][0]) and table["score"][1] == app_score(predictor, COFFEE)

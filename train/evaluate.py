@@ -11,6 +11,7 @@ import sys
 
 from memorability.cli import USER_ERRORS
 from memorability.evaluation import evaluate_model, format_table
+from memorability.inference import PRECISIONS
 from memorability.runtime import tune_allocator
 
 
@@ -20,7 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="LaMem folder, Parquet table folder, Hub id or CSV.")
     parser.add_argument("--out-dir", help="Where to write eval_results.json and scatter.png (default: MODEL/eval).")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument(
+        "--precision", default="auto", choices=PRECISIONS,
+        help="auto (default): the form `memorability predict` and the Space score with, the fastest on this device.",
+    )  # fmt: skip
     parser.add_argument("--num-workers", type=int, default=2)
     args = parser.parse_args(argv)
     tune_allocator()

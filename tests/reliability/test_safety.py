@@ -177,7 +177,7 @@ def test_many_zips_in_one_request_are_refused_before_any_is_read(sweeping_space,
 def test_zip_slip_entries_are_refused_and_never_written(sweeping_space, tmp_path, entry):
     name = f"slip-{uuid.uuid4().hex}.jpg"
     archive = write_zip(tmp_path / "photos.zip", {entry.format(name): PHOTO.read_bytes(), "ok.jpg": PHOTO.read_bytes()})
-    table, _ = sweeping_space.client().predict([handle_file(archive)], api_name="/batch")
+    table, *_ = sweeping_space.client().predict([handle_file(archive)], api_name="/batch")
     rows = {row[0]: row for row in table["data"]}
     assert rows["ok.jpg"][1] is not None
     assert rows[entry.format(name)][1] is None and "zip-slip" in rows[entry.format(name)][2]
