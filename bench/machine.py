@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ACCELERATE_MULTI = Path(__file__).resolve().parents[1] / "train" / "accelerate" / "multi.yaml"  # the README's
 
 
 def cpu_model() -> str:
@@ -28,9 +29,13 @@ def cpu_model() -> str:
 
 
 def describe_machine() -> dict:
-    """CPU, cores and the 1-minute load average: other processes' load sways every figure."""
+    """CPU (with the flags that decide which forms run fast: memorability.forms), cores and the 1-minute load
+    average: other processes' load sways every figure."""
+    from memorability.forms import cpu_key
+
     return {
         "cpu": cpu_model(),
+        "cpu_flags": cpu_key()["flags"],
         "cpus": os.cpu_count(),
         "load_average_1min": round(os.getloadavg()[0], 2),
         "torch": torch.__version__,
@@ -149,7 +154,8 @@ def predict_command(processes: int) -> list[str]:
     """Python arguments that run `memorability predict` in `processes` CPU processes (accelerate launch if > 1)."""
     if processes == 1:
         return ["-m", "memorability.cli", "predict"]
-    launcher = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes)]
+    launcher = ["-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_MULTI), "--num_processes",
+                str(processes)]  # fmt: skip
     launcher += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     return [*launcher, "--main_process_port", str(free_port()), "-m", "memorability.cli", "predict"]
 

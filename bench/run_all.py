@@ -18,6 +18,7 @@ from machine import wait_until_quiet
 
 BENCH = Path(__file__).resolve().parent
 BENCHMARKS = (
+    "start_time",
     "inference",
     "int8_fidelity",
     "int8_routes",

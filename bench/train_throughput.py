@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from machine import ACCELERATE_MULTI
+
 from memorability.distributed import make_accelerator
 from memorability.presets import build_model
 from memorability.runtime import tune_allocator
@@ -95,7 +97,8 @@ def run_worker(precision: str, processes: int, steps: int, warmup: int) -> dict:
     """Each configuration in a fresh process (or two), so that none inherits another's allocator or threads."""
     launcher = [sys.executable]
     if processes > 1:
-        launcher += ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes)]
+        launcher += ["-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_MULTI), "--num_processes",
+                     str(processes)]  # fmt: skip
     command = [*launcher, __file__, "--worker", precision, "--steps", str(steps), "--warmup", str(warmup)]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     return json.loads([line for line in output.splitlines() if line.startswith("{")][0])

@@ -19,6 +19,7 @@ from . import __version__
 from .backbones import backbone_family
 from .configuration_memorability import MemorabilityConfig
 from .data import describe_data
+from .hub_ids import is_hub_id
 from .metrics import TOO_FEW_TO_PUBLISH, publishable
 from .tables import DataError
 from .cache_paths import DEMO_NOTICE
@@ -198,7 +199,7 @@ def base_model(training: dict | None) -> str | None:
     weights = arguments.get("backbone_weights")
     if weights == DEFAULT_WEIGHTS:
         return BACKBONES.get(arguments.get("backbone"), ({}, None))[1]
-    if weights and re.fullmatch(r"[\w.-]+/[\w.-]+", weights) and not os.path.exists(weights):
+    if weights and is_hub_id(weights):
         return weights
     return None
 

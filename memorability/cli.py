@@ -12,7 +12,9 @@ USER_ERRORS = (MemorabilityError, BackboneWeightsError, UnsupportedBackboneError
 PREDICT_DESCRIPTION = """Score images into a CSV (path, score, error), in input order.
 
 Several processes share the work (one CPU core or GPU each) when launched with Accelerate:
-  accelerate launch --multi_gpu --num_processes 2 -m memorability.cli predict photos/ --out scores.csv
+  accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no \
+      -m memorability.cli predict photos/ --out scores.csv
+(or --config_file train/accelerate/multi.yaml --num_processes 2 in a clone of the repository).
 Parts are written to OUT.parts/ as they finish; rerun the same command after a kill to resume: a part is
 reused only if the model, the precision and its images (name, size, modification time) are unchanged.
 An unreadable image becomes a row with an error, and the exit status is then 1 (2 for a mistake in the command)."""

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset, DatasetDict
 
+from .hub_ids import is_hub_id
 from .tables import (
     FEATURES,
     SPLIT_INDICES,
@@ -40,7 +41,6 @@ from .tables import (
 SPLIT_FILE_PREFIX = {"train": "train", "validation": "val", "test": "test"}
 SPLIT_NAMES = {"train": "train", "validation": "validation", "val": "validation", "test": "test"}
 SPLIT_LINE = re.compile(r"(?P<image_id>[^\s/\\]+)\.jpg (?P<score>\S+)")
-HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 CSV_COLUMNS = ("image", "score")
 RANDOM_SPLIT = (0.8, 0.1)  # train and validation fractions of a CSV without a split column; test gets the rest
 ON_MISSING = ("error", "drop")
@@ -117,7 +117,7 @@ def detect_source(source: str | os.PathLike) -> str:
         return "table"
     if path.exists():
         raise DataError(f"{path}: not a LaMem folder (no splits/), a .csv file or a folder of .parquet files.")
-    if HUB_ID.fullmatch(str(source)):
+    if is_hub_id(source):
         return "hub"
     raise DataError(f"{path}: no such LaMem folder, CSV file or Parquet table folder.")
 

@@ -1,7 +1,8 @@
 """One way to build an Accelerator for every entry point (training, evaluation, sharded scoring, the study).
 
-On a machine without a GPU it is built with cpu=True: that is what makes `accelerate launch --multi_gpu
---num_processes N` start N real CPU ranks (accelerate 1.15) instead of N lone copies that each do all the work.
+On a machine without a GPU it is built with cpu=True: that is what makes `accelerate launch --config_file
+train/accelerate/multi.yaml --num_processes N` (a MULTI_GPU launch) start N real CPU ranks (accelerate 1.15) instead
+of N lone copies that each do all the work.
 """
 
 import os
@@ -33,6 +34,7 @@ def make_accelerator(**kwargs) -> Accelerator:
         raise LaunchError(
             f"The launcher started {launched_processes()} processes but Accelerate sees "
             f"{accelerator.num_processes}, so each would work alone on the same data; on a machine without a GPU "
-            "launch with `accelerate launch --multi_gpu --num_processes N` (see the README)."
+            "launch with `accelerate launch --config_file train/accelerate/multi.yaml --num_processes N` (see the "
+            "README)."
         )
     return accelerator

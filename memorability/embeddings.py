@@ -30,6 +30,8 @@ from .data import SPLITS, describe_data, load_lamem
 from .errors import MemorabilityError
 from .fingerprint import model_fingerprint
 from .inference import MemorabilityPredictor
+from .presets import BACKBONES, ENCODER_PRESETS, preset_encoder
+from .hub_ids import require_hub
 from .modeling_memorability import BackboneWeightsError, MemorabilityModel, backbone_config_of, first_line
 from .run_output import OutputError, replaced_folder
 from .scoring_inputs import DatasetInputs
@@ -69,18 +71,28 @@ def load_encoder(
 
 def encoder_model(source: str, revision: str | None = None) -> tuple[MemorabilityModel, object]:
     """A pretrained vision model (Hub id or folder; `revision`: a Hub commit, e.g. the one embeddings were made
-    with) as a fp32 `MemorabilityModel` and its own image processor: its backbone, pooled by its family's convention.
-    The head is a zero linear layer: its scores are not used, and a deterministic head keeps the fingerprint the
-    same from one run to the next (so a rerun resumes, and fit_head.py can tell the encoder has not changed)."""
-    try:
-        processor = AutoImageProcessor.from_pretrained(source, revision=revision)
-    except (OSError, ValueError) as error:
-        raise BackboneWeightsError(f"Could not load the image processor of '{source}' ({first_line(error)}).") from None
-    config = MemorabilityConfig(
-        backbone_config=backbone_config_of(source, revision), head_hidden_sizes=[], sigmoid_output=False
-    )
-    model = MemorabilityModel(config)
-    model.load_backbone_weights(source, revision)
+    with), or an `ENCODER_PRESETS` name (random weights, offline), as a fp32 `MemorabilityModel` and its own image
+    processor: its backbone, pooled by its family's convention. The head is a zero linear layer: its scores are not
+    used, and a deterministic head keeps the fingerprint the same from one run to the next (so a rerun resumes, and
+    fit_head.py can tell the encoder has not changed)."""
+    if source in ENCODER_PRESETS:
+        model, processor = preset_encoder(source)
+    elif source in BACKBONES:
+        raise BackboneWeightsError(
+            f"'{source}' is a training preset, not a pretrained encoder: pass a Hub id or folder of a pretrained vision "
+            f"model, or {', '.join(ENCODER_PRESETS)} to try the pipeline offline with random weights."
+        )
+    else:
+        require_hub(source, "the encoder")
+        try:
+            processor = AutoImageProcessor.from_pretrained(source, revision=revision)
+        except (OSError, ValueError) as error:
+            raise BackboneWeightsError(f"Could not load the image processor of '{source}' ({first_line(error)}).") from None
+        config = MemorabilityConfig(
+            backbone_config=backbone_config_of(source, revision), head_hidden_sizes=[], sigmoid_output=False
+        )
+        model = MemorabilityModel(config)
+        model.load_backbone_weights(source, revision)
     torch.nn.init.zeros_(model.head[-1].weight)
     torch.nn.init.zeros_(model.head[-1].bias)
     return model.eval(), processor
@@ -89,7 +101,7 @@ def encoder_model(source: str, revision: str | None = None) -> tuple[Memorabilit
 def hub_revision(source: str) -> str | None:
     """The Hub commit a model id resolved to (its cache holds each commit's files under snapshots/<commit>/), or
     None for a local folder."""
-    if Path(source).is_dir():
+    if Path(source).is_dir() or source in ENCODER_PRESETS:
         return None
     path = cached_file(source, "config.json", _raise_exceptions_for_missing_entries=False,
                        _raise_exceptions_for_connection_errors=False)  # fmt: skip

@@ -10,7 +10,6 @@ push created is deleted again when the commit fails.
 """
 
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -22,9 +21,9 @@ from huggingface_hub.errors import HfHubHTTPError, HTTPError, OfflineModeIsEnabl
 
 from .errors import MemorabilityError
 from .modeling_memorability import first_line
+from .hub_ids import HUB_ID
 from .run_output import check_writable
 
-REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 KEPT_REMOTE_FILES = {".gitattributes"}
 LOGIN_HINT = "log in with `hf auth login` or set HF_TOKEN"
 HUB_ERRORS = (HTTPError, ConnectionError, TimeoutError)  # HfHubHTTPError and OfflineModeIsEnabled among them
@@ -46,7 +45,7 @@ class Destination:
     token: str | None = field(default=None, repr=False)  # never in a log or a traceback
 
     def __post_init__(self) -> None:
-        if not REPO_ID.fullmatch(self.repo_id):
+        if not HUB_ID.fullmatch(self.repo_id):
             raise PublishError(f"Repo id '{self.repo_id}' is not of the form ORG/NAME.")
 
     @property

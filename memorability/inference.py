@@ -15,6 +15,7 @@ from .batch_scoring import score_images
 from .cache_paths import demo_model_dir
 from .errors import MemorabilityError
 from .fingerprint import function_of, model_fingerprint
+from .hub_ids import require_hub
 from .forms import MEASURE_BATCH, Form, candidate_forms, fastest_form, measurement_key
 from .int8 import Int8Error, Int8Session, require_int8, usable_int8
 from .images import ImageLoadError, ImageSource, describe, load_image
@@ -46,6 +47,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
 
 def load_model(source: str | os.PathLike) -> tuple[MemorabilityModel, object]:
     """A model and its image processor from a local folder or a Hub id, or one clear `ModelLoadError`."""
+    require_hub(source, "the model")
     try:
         # safetensors only: a pickled pytorch_model.bin is never opened, so it cannot run code.
         model = MemorabilityModel.from_pretrained(source, use_safetensors=True)

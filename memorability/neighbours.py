@@ -24,7 +24,7 @@ from PIL import Image as PILImage
 from tqdm.auto import tqdm
 
 from .batch_scoring import score_images
-from .data import HUB_ID
+from .hub_ids import is_hub_id
 from .errors import MemorabilityError
 from .fingerprint import model_fingerprint
 from .images import ImageSource
@@ -235,7 +235,7 @@ class NeighbourIndex:
         """An index saved by `save`, from its folder or from the Hub dataset the folder was pushed to (downloaded
         once, then cached); memory-mapped through the `datasets` cache."""
         folder = Path(source)
-        if not folder.exists() and HUB_ID.fullmatch(str(source)):
+        if is_hub_id(source):
             try:
                 folder = download_hub_dataset(str(source))
             except DataError as error:

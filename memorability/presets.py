@@ -4,9 +4,11 @@ any pretrained transformers vision model, with or without its weights."""
 import os
 from pathlib import Path
 
+import torch
 from transformers import AutoImageProcessor, ResNetConfig
 
 from .configuration_memorability import MemorabilityConfig
+from .hub_ids import require_hub
 from .image_processing import DEFAULT_IMAGE_SIZE, make_image_processor
 from .modeling_memorability import BackboneWeightsError, MemorabilityModel, backbone_config_of, first_line
 
@@ -25,6 +27,13 @@ BACKBONES: dict[str, tuple[dict, str | None]] = {
 }
 NO_WEIGHTS = "none"
 DEFAULT_WEIGHTS = "default"
+# Encoders for train/embed.py that need no download: random weights, named as such. They try the pipeline (embed,
+# fit heads, score, push) offline; what their heads learn is only what the data itself teaches a random projection.
+ENCODER_PRESETS = {
+    "tiny-random-clip": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
+                             image_size=64, patch_size=16),
+}  # fmt: skip
+ENCODER_PRESET_SEED = 0  # the same weights every time: a rerun resumes, fit_head.py finds the encoder unchanged
 
 
 def build_model(
@@ -46,12 +55,14 @@ def build_model(
         overrides, default_source = BACKBONES[backbone]
         config = ResNetConfig(**overrides)
     else:
+        require_hub(backbone, "the backbone")
         config, default_source = pretrained_backbone_config(backbone), backbone
     model = MemorabilityModel(MemorabilityConfig(backbone_config=config, **head))
     source = default_source if backbone_weights == DEFAULT_WEIGHTS else backbone_weights
     if source is None and backbone_weights == DEFAULT_WEIGHTS:
         return model  # the tiny preset has no ImageNet checkpoint: random by design
     if source != NO_WEIGHTS:
+        require_hub(source, "the backbone weights")
         model.load_backbone_weights(source)
     return model
 
@@ -72,11 +83,29 @@ def backbone_processor(backbone: str, image_size: int = DEFAULT_IMAGE_SIZE):
     presets, the pretrained model's own where it ships an image processor (CLIP's and SigLIP's differ)."""
     if backbone in BACKBONES:
         return make_image_processor(image_size)
+    require_hub(backbone, "the backbone")
     try:
         pretrained = AutoImageProcessor.from_pretrained(backbone)
     except (OSError, ValueError):
         return make_image_processor(image_size)
     return make_image_processor(image_size, tuple(pretrained.image_mean), tuple(pretrained.image_std))
+
+
+def preset_encoder(name: str) -> tuple[MemorabilityModel, object]:
+    """An `ENCODER_PRESETS` encoder (a CLIP vision tower with seeded random weights) as `embeddings.encoder_model`
+    gives a pretrained one: a fp32 model with a zero head, and CLIP's image processor at the preset's size."""
+    from transformers import CLIPImageProcessor, CLIPVisionConfig
+
+    settings = ENCODER_PRESETS[name]
+    size = settings["image_size"]
+    config = MemorabilityConfig(
+        backbone_config=CLIPVisionConfig(**settings), head_hidden_sizes=[], sigmoid_output=False
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(ENCODER_PRESET_SEED)
+        model = MemorabilityModel(config)
+    processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    return model.eval(), processor
 
 
 def save_untrained_model(

@@ -142,7 +142,7 @@ def test_figures_on_too_few_images_are_left_out_and_the_card_says_why(tiny_model
                               "--train-results", str(tmp_path / "train_results.json"))  # fmt: skip
     splits = {result.dataset_split for result in card.data.eval_results}
     assert "test_2" not in splits and "test_1" in splits and not any(split.startswith("mean") for split in splits)
-    assert all(f"images)" in result.metric_name for result in card.data.eval_results)
+    assert all("images)" in result.metric_name for result in card.data.eval_results)
     assert "| test_2 | withheld | withheld | withheld | 3 |" in card.text
     assert "Figures measured on fewer than 10 images are withheld" in prose(card)
     assert "-0.5" not in card.text and "withheld: measured on 3 images" in prose(card)

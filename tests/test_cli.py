@@ -96,7 +96,7 @@ def test_predict_a_csv_listing_keeps_its_order_and_reports_missing_files(tiny_mo
 def test_predict_help_says_how_to_shard_and_resume():
     command = [sys.executable, "-m", "memorability.cli", "predict", "--help"]
     result = subprocess.run(command, capture_output=True, text=True)
-    assert "accelerate launch --multi_gpu --num_processes 2 -m memorability.cli predict" in result.stdout
+    assert "accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no" in result.stdout
     assert "--chunk-size" in result.stdout and "resume" in result.stdout
 
 

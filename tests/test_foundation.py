@@ -8,11 +8,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from launching import launcher
 import torch
 from hub_support import run_isolated
 from space_server import PROJECT, free_port, imported_app
@@ -212,9 +212,7 @@ def test_flip_averages_each_embedding_with_its_mirror_images(pipelines):
 
 
 def test_two_processes_embed_what_one_does(pipelines, small_sample, tmp_path):
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
-              str(free_port()), str(PROJECT / "train" / "embed.py")]  # fmt: skip
+    launch = [*launcher(2), "--main_process_port", str(free_port()), str(PROJECT / "train" / "embed.py")]
     arguments = ["--encoder", str(pipelines["clip"]["encoder"]), "--data", str(small_sample), "--precision", "fp32",
                  "--num-workers", "0", "--chunk-size", "64"]  # fmt: skip
     result = subprocess.run([*launch, *arguments, "--out", str(tmp_path / "two")], capture_output=True, text=True,
@@ -320,3 +318,30 @@ def test_fit_head_says_what_it_held_out_and_refuses_a_hold_out_of_none(pipelines
     assert not (tmp_path / "tiny").exists()
     assert fit_head_main([embeddings, "--data", str(small_sample), "--out", str(tmp_path / "fine")]) == 0
     assert "Held out 10 of 200 images (5.0%) that no head sees" in capsys.readouterr().out
+
+
+def test_the_encoder_pipeline_runs_offline_end_to_end(small_sample, tmp_path):
+    """`--encoder tiny` failed and no offline route to the encoder pipeline was documented: tiny-random-clip needs
+    nothing downloaded; embed, fit, score and embed again to the same fingerprint (a rerun resumes)."""
+    from memorability.cli import main as cli_main
+
+    embeddings = tmp_path / "emb"
+    assert embed_main(["--encoder", "tiny-random-clip", "--data", str(small_sample), "--out", str(embeddings),
+                       "--num-workers", "0"]) == 0  # fmt: skip
+    assert read_embeddings(embeddings).info["encoder"] == "tiny-random-clip"
+    assert fit_head_main([str(embeddings), "--data", str(small_sample), "--out", str(tmp_path / "heads")]) == 0
+    photo = sorted((small_sample / "images").iterdir())[0]
+    assert cli_main(["predict", str(photo), "--model", str(tmp_path / "heads"), "--out", str(tmp_path / "s.csv")]) == 0
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--encoder", "tiny"], "'tiny' is a training preset, not a pretrained encoder: pass a Hub id or folder"),
+        (["--encoder", "org/encoder"], "org/encoder: the encoder is a Hub id, but HF_HUB_OFFLINE is set and it is not "
+                                       "in the local Hub cache"),
+    ],
+)
+def test_an_encoder_that_cannot_be_had_is_one_sentence(argv, expected, small_sample, tmp_path, capsys):
+    assert embed_main([*argv, "--data", str(small_sample), "--out", str(tmp_path / "emb")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {expected}")

@@ -131,3 +131,27 @@ def test_compiled_predictor_scores_as_the_eager_one(tiny_model_dir):
     eager = load_predictor(tiny_model_dir, precision="fp32", batch_size=2).predict(images)
     compiled = load_predictor(tiny_model_dir, precision="fp32", batch_size=2, compile=True).predict(images)
     np.testing.assert_allclose(compiled, eager, atol=1e-5)
+
+
+def test_a_hub_id_that_cannot_be_fetched_fails_at_once_in_one_sentence(monkeypatch):
+    """Offline, an id took about 70 s of retries, then a traceback naming a URL: now the Hub is asked once, and an
+    id that is not cached is refused before transformers tries it."""
+    from huggingface_hub import constants
+
+    from memorability import hub_ids
+
+    with pytest.raises(hub_ids.HubUnreachableError) as caught:
+        load_predictor("org/no-such-model")
+    assert str(caught.value) == (
+        "org/no-such-model: the model is a Hub id, but HF_HUB_OFFLINE is set and it is not in the local Hub cache; "
+        "download it where the Hub can be reached (`hf download org/no-such-model --local-dir DIR`) and pass DIR "
+        "instead."
+    )
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there: refused at once
+    hub_ids.hub_unreachable.cache_clear()
+    try:
+        with pytest.raises(hub_ids.HubUnreachableError, match="but 127.0.0.1 cannot be reached from this machine"):
+            load_predictor("org/no-such-model")
+    finally:
+        hub_ids.hub_unreachable.cache_clear()

@@ -6,13 +6,13 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from launching import launcher
 from PIL import Image
 
 from memorability import MemorabilityModel
@@ -70,9 +70,7 @@ def free_port() -> int:
 
 def launch_two(photos, model, out, *extra: str) -> subprocess.CompletedProcess:
     """`memorability predict` under `accelerate launch` with two CPU processes."""
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
-    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    launch += ["--main_process_port", str(free_port()), "-m", "memorability.cli", "predict", str(photos)]
+    launch = [*launcher(2), "--main_process_port", str(free_port()), "-m", "memorability.cli", "predict", str(photos)]
     launch += ["--model", str(model), "--out", str(out), "--precision", "fp32", "--num-workers", "0"]
     launch += ["--chunk-size", str(CHUNK), *extra]
     environment = os.environ | {"CUDA_VISIBLE_DEVICES": ""}

@@ -75,3 +75,34 @@ def test_no_import_cycle_in_the_package():
 def test_no_module_is_past_about_400_lines():
     long = {module_name(path): n for path in PACKAGE.rglob("*.py") if (n := len(path.read_text().splitlines())) > MAX_LINES}
     assert not long, long
+
+
+# Loaded only where they are used: none of them is needed to register the model or to answer --help.
+LOADED_WHERE_USED = (
+    "onnxruntime", "onnx", "gradio", "datasets", "pandas", "pyarrow", "cv2", "matplotlib", "skimage", "sklearn",
+    "facenet_pytorch", "memorability.image_processing", "memorability.inference", "memorability.data",
+    "memorability.quantization", "memorability.ablations",
+)  # fmt: skip
+STARTED = """
+import json, sys
+import memorability
+from transformers import AutoConfig, AutoModel
+from memorability.cli import build_parser
+registered = AutoModel._model_mapping[AutoConfig.for_model("memorability").__class__].__name__
+build_parser()
+print(json.dumps({"registered": registered, "loaded": sorted(sys.modules)}))
+"""
+
+
+def test_importing_the_package_and_its_command_line_loads_nothing_heavy():
+    """`import memorability` registers the model with transformers' Auto classes and loads nothing else heavy, and
+    building the command line (what --help needs) adds nothing: their start costs what torch and transformers'
+    model classes cost (bench/start_time.py measures it)."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", STARTED], capture_output=True, text=True, check=True)
+    started = json.loads(done.stdout)
+    assert started["registered"] == "MemorabilityModel"
+    assert not set(LOADED_WHERE_USED) & set(started["loaded"])

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from launching import launcher
 from PIL import Image
 from scipy.stats import spearmanr
 from skimage import data as photos
@@ -170,10 +171,9 @@ def run_cli(*args: str, launcher: tuple[str, ...] = ()) -> subprocess.CompletedP
 
 
 def test_two_cpu_processes_give_the_single_process_results(tiny_model_dir, sample_data_dir, tmp_path):
-    launcher = (sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2")
     common = [str(tiny_model_dir), "--data", str(sample_data_dir), "--limit", "9", "--batch-size", "2",
               "--bootstrap", "500", "--examples", "0", "--no-progress"]  # fmt: skip
-    launched = run_cli(*common, "--out-dir", str(tmp_path / "two"), launcher=launcher)
+    launched = run_cli(*common, "--out-dir", str(tmp_path / "two"), launcher=tuple(launcher(2)))
     assert launched.returncode == 0, launched.stderr[-3000:]
     two = json.loads((tmp_path / "two" / "results.json").read_text())
     assert two["num_processes"] == 2

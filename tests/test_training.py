@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from launching import UNSET_WARNING, launcher
 
 from memorability.data import load_lamem
 from memorability.distributed import make_accelerator
@@ -56,8 +57,9 @@ def small_sample(tmp_path_factory) -> Path:
 
 def test_two_cpu_processes_match_single_process_evaluation(small_sample, tmp_path):
     run = tmp_path / "run"
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
-    run_train("--data", str(small_sample), "--output-dir", str(run), "--epochs", "2", *FAST, launcher=launcher)
+    launched = run_train("--data", str(small_sample), "--output-dir", str(run), "--epochs", "2", *FAST,
+                         launcher=launcher(2))  # fmt: skip
+    assert UNSET_WARNING not in launched.stderr  # the README's launch command sets every value accelerate wants
     summary = results(run)
     assert summary["num_processes"] == 2
     best = summary["history"][summary["best_epoch"]]
@@ -227,3 +229,16 @@ def test_a_csv_too_small_for_every_split_is_refused_in_one_sentence(tmp_path):
                        check=False)  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'scores.csv'} gives a split no image")
+
+
+def test_backbone_weights_that_cannot_be_fetched_are_one_sentence(small_sample, tmp_path):
+    """`--backbone-weights microsoft/resnet-50` without the Hub spent about 70 s in retries, then ended in an
+    accelerate traceback."""
+    at = FAST.index("--backbone-weights")
+    fast = FAST[:at] + FAST[at + 2 :]
+    result = run_train("--data", str(small_sample), "--output-dir", str(tmp_path / "run"), *fast,
+                       "--backbone-weights", "org/weights", check=False)  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "error: org/weights: the backbone weights is a Hub id, but HF_HUB_OFFLINE is set"
+    )

@@ -2,7 +2,8 @@
 
     python train/ablation_study.py runs/split1/best --data lamem/ --split 1 --subset test --out-dir runs/study
     python train/ablation_study.py MODEL --images my_photos/ --out-dir runs/study_photos
-    accelerate launch --multi_gpu --num_processes 2 train/ablation_study.py MODEL --data lamem/ --out-dir runs/study
+    accelerate launch --config_file train/accelerate/multi.yaml --num_processes 2 train/ablation_study.py MODEL \
+        --data lamem/ --out-dir runs/study
 
 Writes report.md, results.json, per_image.csv and changes.png / spearman.png / examples.png to --out-dir, and
 keeps per-image scores in OUT_DIR/cache: rerun the same command after an interruption and done images are skipped.

@@ -1,10 +1,13 @@
 """Embed every image of a dataset with a frozen pretrained encoder, once, for heads fitted on a CPU in minutes.
 
     python train/embed.py --encoder openai/clip-vit-large-patch14 --data lamem/ --out runs/clip-l14.emb
-    accelerate launch --multi_gpu --num_processes 2 train/embed.py --encoder facebook/dinov2-base --data lamem/ --out emb
+    accelerate launch --config_file train/accelerate/multi.yaml --num_processes 2 train/embed.py \
+        --encoder facebook/dinov2-base --data lamem/ --out emb
+    python train/embed.py --encoder tiny-random-clip --data sample/ --out emb    # offline: random weights
 
 ENCODER is a transformers vision model id or a local folder (CLIP, SigLIP, DINOv2, ViT, ConvNeXt, ResNet; a full
-CLIP or SigLIP gives its vision tower). DATA is a LaMem folder, a CSV of scored photos or a Parquet table. OUT gets
+CLIP or SigLIP gives its vision tower), or tiny-random-clip: a small CLIP with seeded random weights, to try the
+pipeline offline (its heads learn only what a random projection of the pictures keeps). DATA is a LaMem folder, a CSV of scored photos or a Parquet table. OUT gets
 data/train-*.parquet (image_id, embedding) and embeddings_info.json (the encoder, its revision and processor).
 Rerun the same command after a kill: the finished chunks in OUT.parts/ are kept. Then: train/fit_head.py.
 """
@@ -23,7 +26,10 @@ from memorability.sharding import CHUNK_SIZE, RunOptions
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--encoder", required=True, help="A transformers vision model id or a local folder.")
+    parser.add_argument(
+        "--encoder", required=True,
+        help="A transformers vision model id or a local folder, or tiny-random-clip (random weights, offline).",
+    )  # fmt: skip
     parser.add_argument("--data", required=True, help="LaMem folder, CSV of scored photos, Parquet table or Hub id.")
     parser.add_argument("--out", required=True, help="Folder to write the embeddings table to.")
     parser.add_argument("--flip", action="store_true", help="Average each embedding with its mirror image's (2x cost).")

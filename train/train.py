@@ -1,6 +1,7 @@
 """Train a memorability model.
 
-    accelerate launch train/train.py --data lamem/ --split 1 --output-dir runs/split1
+    accelerate launch --config_file train/accelerate/single.yaml train/train.py --data lamem/ --split 1 \
+        --output-dir runs/split1
     python train/train.py --data my_photos.csv --output-dir runs/mine --backbone-weights none
 
 Defaults come from train/config.yaml (or --config FILE); every key is also a flag. See --help.

@@ -8,7 +8,8 @@ image by image, says how much the model leans on the feature that ablation remov
 3. after `wait_for_everyone`, the main process merges the parts and writes the statistics (`stats`) and the
    report, tables and plots (`report`, `plots`).
 
-train/ablation_study.py is the command line; it runs under `accelerate launch --multi_gpu --num_processes N` too.
+train/ablation_study.py is the command line; it runs under `accelerate launch --config_file
+train/accelerate/multi.yaml --num_processes N` too.
 """
 
 import json
