@@ -3,8 +3,12 @@ a CPU with native bf16: a bf16 copy of the backbone with batch norm folded), the
 defaults (bf16 without folding, bf16 under autocast), and in int8 (the file `memorability quantize` makes, run by
 ONNX Runtime: what `memorability predict` uses where a model has it), with and without the allocator setting,
 against ResMem (`pip install resmem`: ResNet152 + an AlexNet-like branch, 227 px) and a bare torchvision ResNet50
-(bf16 + channels_last, classifier head: what this CPU does for the network alone) in the same run. int8's goals are
-relative to that bare network: ≥ 1.5× its img/s at batch 32, ≤ 0.67× its ms at batch 1.
+(classifier head: what this CPU does for the network alone) in each form a user could pick: fp32, fp32 +
+channels_last, and bf16 + channels_last where the CPU computes bf16 natively, in the same run. "ours, auto" is what
+`load_predictor` gives (the form it measured fastest on this CPU, `memorability.forms`): its goal is ≥ 0.95× the
+fastest bare form at batch 32, on whatever CPU this runs on. "ours, auto, with its int8 file" says whether auto picks
+int8 here (only where it is measured 1.1× the best float form). int8's goals are relative to the bare network in bf16
++ channels_last: ≥ 1.5× its img/s at batch 32, ≤ 0.67× its ms at batch 1.
 
 Each configuration runs in a fresh process, because the glibc allocator reads its environment variables
 (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_) at start. Allocator settings:
@@ -42,9 +46,9 @@ from machine import (
     OtherProcesses, WorkerFailed, add_quiet_wait, json_line, median_seconds, run_python, save_result, wait_until_quiet,
 )
 
-from memorability.runtime import ALLOCATOR_ENV, tune_allocator
+from memorability.runtime import ALLOCATOR_ENV, cpu_has_fast_bf16, tune_allocator
 
-GOALS = {"batch32_images_per_s": 80.0, "ratio_same_allocator": 5.0, "batch1_ms": 25.0}
+GOALS = {"batch32_images_per_s": 80.0, "ratio_same_allocator": 5.0, "batch1_ms": 25.0, "auto_vs_fastest_bare": 0.95}
 INT8_GOALS = {"batch32_vs_bare": 1.5, "batch1_ms_vs_bare": 0.67}  # against the bare torchvision ResNet50 in bf16
 # (model, precision, allocator): every configuration measured, ours first.
 CONFIGURATIONS = [
@@ -58,6 +62,10 @@ CONFIGURATIONS = [
     ("ours", "bf16+compile", "mallopt"),
     ("ours", "int8", "mallopt"),
     ("ours", "int8-stem", "mallopt"),
+    ("ours", "auto", "mallopt"),
+    ("ours", "auto-int8", "mallopt"),
+    ("torchvision", "fp32", "mallopt"),
+    ("torchvision", "fp32-cl", "mallopt"),
     ("torchvision", "bf16", "mallopt"),
     ("resmem", "fp32", "default"),
     ("resmem", "fp32", "env"),
@@ -66,9 +74,15 @@ CONFIGURATIONS = [
 # process about (the host's share of the CPU), so each keeps its best figures, from runs alternating with the others.
 RATIO_CONFIGURATIONS = {
     ("ours", "bf16", "mallopt"), ("ours", "int8", "mallopt"), ("ours", "int8-stem", "mallopt"),
+    ("ours", "auto", "mallopt"), ("torchvision", "fp32", "mallopt"), ("torchvision", "fp32-cl", "mallopt"),
     ("torchvision", "bf16", "mallopt"),
 }  # fmt: skip
+BARE_FORMS = {"fp32": (torch.float32, torch.contiguous_format), "fp32-cl": (torch.float32, torch.channels_last),
+              "bf16": (torch.bfloat16, torch.channels_last)}  # fmt: skip
 LABELS = {
+    "auto": "auto (measured form)",
+    "auto-int8": "auto, with its int8 file",
+    "fp32-cl": "fp32 + channels_last",
     "fp32": "fp32",
     "bf16-autocast": "bf16 autocast + CL",
     "bf16-unfolded": "bf16 + CL, BN not folded",
@@ -79,30 +93,33 @@ LABELS = {
 }
 
 
-def build_forward(model: str, precision: str, int8_model: str | None = None):
-    """A function running one forward pass of `model` on a ready batch, and the input size it takes."""
-    if model == "torchvision":  # the bare network, as the issue's reference figures measured it: this CPU's ceiling
+def build_forward(model: str, precision: str, folders: dict[str, str] | None = None):
+    """A function running one forward pass of `model` on a ready batch, the input size it takes, and for ours loaded
+    by `load_predictor` the form it chose."""
+    if model == "torchvision":  # the bare network in one form a user could pick: this CPU's ceiling for it
         import torchvision
 
-        network = torchvision.models.resnet50().eval().to(torch.bfloat16, memory_format=torch.channels_last)
+        dtype, layout = BARE_FORMS[precision]
+        network = torchvision.models.resnet50().eval().to(dtype, memory_format=layout)
 
         @torch.inference_mode()
         def bare(pixels: torch.Tensor) -> torch.Tensor:
-            return network(pixels.to(torch.bfloat16, memory_format=torch.channels_last)).float()
+            return network(pixels.to(dtype, memory_format=layout)).float()
 
-        return bare, 224
+        return bare, 224, None
     if model == "resmem":
         from resmem import ResMem
 
         resmem = ResMem(pretrained=True).eval()
-        return torch.inference_mode()(resmem), 227
+        return torch.inference_mode()(resmem), 227, None
     from memorability.image_processing import make_image_processor
     from memorability.inference import MemorabilityPredictor, load_predictor
     from memorability.presets import build_model
 
-    if precision.startswith("int8"):  # the predictor `memorability predict` loads where the model has its int8 file
-        predictor = load_predictor(int8_model, precision="int8")
-        return (lambda pixels: predictor.forward(pixels).scores), 224
+    if precision.startswith(("int8", "auto")):  # what `memorability predict` loads: the int8 file, or auto's choice
+        folder = folders["float" if precision == "auto" else "int8" if precision == "auto-int8" else precision]
+        predictor = load_predictor(folder, "cpu", "int8" if precision.startswith("int8") else "auto")
+        return (lambda pixels: predictor.forward(pixels).scores), 224, predictor.form.label
 
     network = build_model("resnet50", backbone_weights="none")
     if precision == "bf16-autocast":  # what the predictor did before: fp32 weights cast at every call
@@ -113,7 +130,7 @@ def build_forward(model: str, precision: str, int8_model: str | None = None):
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 return network(pixel_values=pixels.contiguous(memory_format=torch.channels_last)).scores.float()
 
-        return run, 224
+        return run, 224, None
     compiled = precision.endswith("+compile")
     processor = make_image_processor()
     dtype = precision.split("+")[0].split("-")[0]
@@ -122,18 +139,18 @@ def build_forward(model: str, precision: str, int8_model: str | None = None):
         unfolded = copy.deepcopy(network).eval().requires_grad_(False)
         unfolded.backbone.to(torch.bfloat16, memory_format=torch.channels_last)
         predictor.run = unfolded
-    return (lambda pixels: predictor.forward(pixels).scores), 224
+    return (lambda pixels: predictor.forward(pixels).scores), 224, None
 
 
 def measure(
-    model: str, precision: str, batch1_iterations: int, batch32_iterations: int, int8_model: str | None
+    model: str, precision: str, batch1_iterations: int, batch32_iterations: int, folders: dict[str, str] | None
 ) -> dict:
     """(In the worker process.) Batch 1 and batch 32 timings of one configuration."""
     load = os.getloadavg()[0]
     tuned = tune_allocator()
     torch.manual_seed(0)
     started = time.perf_counter()
-    run, size = build_forward(model, precision, int8_model)
+    run, size, form = build_forward(model, precision, folders)
     load_seconds = time.perf_counter() - started  # for int8: the predictor from the saved folder, session included
     batch1, first1 = median_seconds(run, torch.randn(1, 3, size, size), 3, batch1_iterations)
     batch32, first32 = median_seconds(run, torch.randn(32, 3, size, size), 2, batch32_iterations)
@@ -141,6 +158,7 @@ def measure(
     run(torch.randn(32, 3, size, size))
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     return {
+        "form": form,
         "load_average_1min": load,
         "mallopt_applied": tuned,
         "threads": torch.get_num_threads(),
@@ -154,10 +172,11 @@ def measure(
     }
 
 
-def worker_environment(allocator: str, compile_cache: str) -> dict:
-    """The allocator setting, GPUs hidden, and an empty compile cache: the first call shows a user's first compile."""
+def worker_environment(allocator: str, compile_cache: str, forms_cache: str) -> dict:
+    """The allocator setting, GPUs hidden, and an empty compile cache: the first call shows a user's first compile.
+    The forms measured by "auto" are kept in this run's own cache (`forms_cache`), shared by its workers."""
     env = {key: value for key, value in os.environ.items() if key not in ALLOCATOR_ENV}
-    env |= {"CUDA_VISIBLE_DEVICES": "", "TORCHINDUCTOR_CACHE_DIR": compile_cache}
+    env |= {"CUDA_VISIBLE_DEVICES": "", "TORCHINDUCTOR_CACHE_DIR": compile_cache, "MEMORABILITY_CACHE": forms_cache}
     if allocator != "mallopt":
         env["MEMORABILITY_DEFAULT_ALLOCATOR"] = "1"
     else:
@@ -172,20 +191,22 @@ def run_configuration(model: str, precision: str, allocator: str, args: argparse
     row = {"model": model, "precision": precision, "allocator": allocator}
     arguments = [__file__, "--worker", model, precision, "--batch1-iterations", str(args.batch1_iterations)]
     arguments += ["--batch32-iterations", str(args.batch32_iterations)]
-    if precision.startswith("int8"):
-        arguments += ["--int8-model", args.int8_models[precision]]
+    if precision.startswith(("int8", "auto")):
+        arguments += ["--folders", json.dumps(args.folders)]
     wait_until_quiet(args.quiet_wait)
     try:
         with OtherProcesses() as others, tempfile.TemporaryDirectory() as compile_cache:
-            output = run_python(arguments, env=worker_environment(allocator, compile_cache))
+            output = run_python(arguments, env=worker_environment(allocator, compile_cache, args.forms_cache))
     except WorkerFailed as error:
         return row | {"error": str(error)}
     return row | json_line(output) | {"others_cpu_share": others.share}
 
 
 def wanted(model: str, precision: str, args: argparse.Namespace) -> bool:
-    """Skip what was asked to be skipped, and ResMem where it is not installed; `--precision` keeps that precision of
-    ours and the bare torchvision network it is compared with."""
+    """Skip what was asked to be skipped, ResMem where it is not installed and bf16 where the CPU only emulates it;
+    `--precision` keeps that precision of ours and the bare torchvision network it is compared with."""
+    if precision.startswith("bf16") and not cpu_has_fast_bf16():
+        return False
     if args.precision and model != "torchvision" and not (model == "ours" and precision.startswith(args.precision)):
         return False
     if model == "resmem" and (args.no_resmem or importlib.util.find_spec("resmem") is None):
@@ -193,21 +214,23 @@ def wanted(model: str, precision: str, args: argparse.Namespace) -> bool:
     return not (precision.endswith("compile") and args.no_compile)
 
 
-def int8_models(work: Path) -> dict[str, str]:
-    """The random-weight ResNet50 of the "ours" rows, saved twice with an int8 file: the whole network in int8, and
-    with the stem in fp32 (what `memorability quantize` falls back to; fidelity is not checked here: speed only)."""
-    from memorability.presets import build_model
+def saved_models(work: Path, int8: bool) -> dict[str, str]:
+    """The random-weight ResNet50 of the "ours" rows, saved as it is ("float") and, with `int8`, twice with an int8
+    file: the whole network in int8, and with the stem in fp32 (what `memorability quantize` falls back to; fidelity
+    is not checked here: speed only)."""
     from memorability.image_processing import make_image_processor
+    from memorability.presets import build_model
     from memorability.quantization import quantize_model
 
     torch.manual_seed(0)
     model, folders = build_model("resnet50", backbone_weights="none"), {}
-    for precision, stem in (("int8", False), ("int8-stem", True)):
-        model.save_pretrained(work / precision)
-        make_image_processor().save_pretrained(work / precision)
-        print(f"making the int8 file of a random-weight ResNet50, stem in fp32: {stem} ...", flush=True)
-        quantize_model(work / precision, allow_lossy=True, stem_in_fp32=stem)
-        folders[precision] = str(work / precision)
+    for name, stem in (("float", None), ("int8", False), ("int8-stem", True))[: 3 if int8 else 1]:
+        model.save_pretrained(work / name)
+        make_image_processor().save_pretrained(work / name)
+        if stem is not None:
+            print(f"making the int8 file of a random-weight ResNet50, stem in fp32: {stem} ...", flush=True)
+            quantize_model(work / name, allow_lossy=True, stem_in_fp32=stem)
+        folders[name] = str(work / name)
     return folders
 
 
@@ -249,6 +272,17 @@ def summarise(rows: list[dict]) -> dict:
             latency = summary[f"{precision}_vs_bare_batch1_ms"] = int8["batch1_ms"] / bare["batch1_ms"]
             summary[f"goal_{precision}_batch32"] = speed >= INT8_GOALS["batch32_vs_bare"]
             summary[f"goal_{precision}_batch1"] = latency <= INT8_GOALS["batch1_ms_vs_bare"]
+    bare_forms = [row for precision in BARE_FORMS if (row := find(rows, "torchvision", precision, "mallopt"))]
+    auto = find(rows, "ours", "auto", "mallopt")
+    if auto and bare_forms:
+        fastest = max(bare_forms, key=lambda row: row["batch32_images_per_s"])
+        summary["auto_form"] = auto["form"]
+        summary["fastest_bare_form"] = LABELS[fastest["precision"]]
+        summary["auto_vs_fastest_bare_batch32"] = auto["batch32_images_per_s"] / fastest["batch32_images_per_s"]
+        summary["goal_auto_vs_fastest_bare"] = summary["auto_vs_fastest_bare_batch32"] >= GOALS["auto_vs_fastest_bare"]
+    auto_int8 = find(rows, "ours", "auto-int8", "mallopt")
+    if auto_int8:
+        summary["auto_with_int8_file_form"] = auto_int8["form"]
     if ours:
         summary["goal_batch32"] = ours["batch32_images_per_s"] >= GOALS["batch32_images_per_s"]
         summary["goal_batch1"] = ours["batch1_ms"] <= GOALS["batch1_ms"]
@@ -287,13 +321,19 @@ def print_table(rows: list[dict], summary: dict) -> None:
     if "ours_vs_bare_resnet50_batch32" in summary:
         ratio = summary["ours_vs_bare_resnet50_batch32"]
         print(f"Ours ÷ a bare torchvision ResNet50 (bf16 + CL), batch 32: {ratio:.2f}×")
+    if "auto_vs_fastest_bare_batch32" in summary:
+        print(f"Ours, auto ({summary['auto_form']}) ÷ the fastest bare torchvision form here "
+              f"({summary['fastest_bare_form']}), batch 32: {summary['auto_vs_fastest_bare_batch32']:.2f}× "
+              f"(goal ≥ {GOALS['auto_vs_fastest_bare']})")  # fmt: skip
+    if "auto_with_int8_file_form" in summary:
+        print(f"Auto, where the model has its int8 file, picked: {summary['auto_with_int8_file_form']}")
     for precision in ("int8", "int8-stem"):
         if f"{precision}_vs_bare_batch32" in summary:
             speed, latency = summary[f"{precision}_vs_bare_batch32"], summary[f"{precision}_vs_bare_batch1_ms"]
             load = find(rows, "ours", precision, "mallopt")["load_s"]
             print(f"{LABELS[precision]} ÷ the bare torchvision ResNet50 (bf16 + CL): {speed:.2f}× its img/s at batch "
                   f"32, {latency:.2f}× its ms at batch 1; loading the predictor took {load:.2f} s")
-    goals = ["goal_batch32", "goal_batch1", "goal_ratio"]
+    goals = ["goal_batch32", "goal_batch1", "goal_ratio", "goal_auto_vs_fastest_bare"]
     for key in [*goals, *(f"goal_{p}_{b}" for p in ("int8", "int8-stem") for b in ("batch32", "batch1"))]:
         if key in summary:
             print(f"  {key:32} {'met' if summary[key] else 'NOT met'}")
@@ -318,17 +358,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_quiet_wait(parser)
     parser.add_argument("--worker", nargs=2, metavar=("MODEL", "PRECISION"), help=argparse.SUPPRESS)
-    parser.add_argument("--int8-model", help=argparse.SUPPRESS)  # in a worker: the folder of its int8 file
+    parser.add_argument("--folders", type=json.loads, help=argparse.SUPPRESS)  # in a worker: the saved models
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(measure(*args.worker, args.batch1_iterations, args.batch32_iterations, args.int8_model)))
+        print(json.dumps(measure(*args.worker, args.batch1_iterations, args.batch32_iterations, args.folders)))
         return 0
     if importlib.util.find_spec("resmem") is None and not args.no_resmem:
         print("ResMem is not installed (pip install resmem): measuring ours only.")
     configurations = [config for config in CONFIGURATIONS if wanted(*config[:2], args)]
     with tempfile.TemporaryDirectory() as work:
-        if any(config[1].startswith("int8") for config in configurations):
-            args.int8_models = int8_models(Path(work))
+        args.forms_cache = str(Path(work) / "cache")
+        int8 = any(config[1].startswith("int8") or config[1] == "auto-int8" for config in configurations)
+        args.folders = saved_models(Path(work), int8)
         runs = [[run_configuration(*config, args) for config in configurations] for _ in range(args.rounds)]
         compared = [config for config in configurations if config in RATIO_CONFIGURATIONS]
         extra = [[run_configuration(*config, args) for config in compared] for _ in range(args.ratio_rounds - 1)]
@@ -338,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
         rows[position] = best_of([rows[position], *more])
     summary = summarise(rows)
     print_table(rows, summary)
-    print(f"\nwrote {save_result('inference', {'settings': vars(args), 'rows': rows, 'summary': summary})}")
+    settings = {key: value for key, value in vars(args).items() if key not in ("folders", "forms_cache")}
+    print(f"\nwrote {save_result('inference', {'settings': settings, 'rows': rows, 'summary': summary})}")
     return 1 if any("error" in row for row in rows) else 0
 
 

@@ -18,7 +18,7 @@ from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HfHubHTTPError
 
 from .errors import MemorabilityError
-from .hub_ids import require_hub
+from .hub_ids import HubUnreachableError, require_hub
 from .modeling_memorability import first_line
 
 SPLITS = ("train", "validation", "test")
@@ -92,7 +92,10 @@ def table_files(source: str | os.PathLike, kind: str) -> list[Path]:
 def download_hub_dataset(repo_id: str) -> Path:
     """A local snapshot of a Hub dataset's Parquet and JSON files (a table, or a neighbour index with its
     index_info.json), or one sentence saying why there is none."""
-    require_hub(repo_id, "the dataset", "dataset")
+    try:
+        require_hub(repo_id, "the dataset", "dataset")
+    except HubUnreachableError as error:
+        raise DataError(str(error)) from None
     try:
         return Path(snapshot_download(repo_id, repo_type="dataset", allow_patterns=["*.parquet", "*.json"]))
     except (OSError, ValueError, HfHubHTTPError) as error:  # offline, not found, gated: all OSError or ValueError

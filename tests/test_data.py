@@ -278,8 +278,8 @@ def test_an_unreachable_hub_id_fails_at_once_with_one_sentence(monkeypatch, tmp_
     started = time.perf_counter()
     message = error_of("memorability-tests/no-such-dataset")
     assert time.perf_counter() - started < 10
-    assert message.startswith("memorability-tests/no-such-dataset: not a local path, and the Hugging Face Hub could")
-    assert message.count(". ") == 0 and message.endswith(").")
+    assert message.startswith("memorability-tests/no-such-dataset: the dataset is a Hub id, but HF_HUB_OFFLINE is set")
+    assert message.count(". ") == 0 and message.endswith("and pass DIR instead.")
 
 
 # --- Full scale: the real split files, stand-in images ---------------------------------------------------------------
