@@ -184,12 +184,14 @@ def test_zip_slip_entries_are_refused_and_never_written(sweeping_space, tmp_path
     assert not copies_of(name, sweeping_space)
 
 
-def test_the_upload_folder_goes_when_the_app_stops(sweeping_space):
-    """Runs last: it stops the module's app as a Space is stopped (SIGTERM)."""
-    folder = private_folder(sweeping_space)
-    stop_space(sweeping_space)
-    assert sweeping_space.process.returncode == 0, sweeping_space.log_tail()
-    assert not folder.exists() and sweeping_space.upload_dir.is_dir()  # the folder given (it may be /tmp) stays
+def test_the_upload_folder_goes_when_the_app_stops(space_model, space_index, tmp_path):
+    """An app of its own, stopped as a Space is stopped (SIGTERM), so that the other tests may run in any order."""
+    with running_space(space_model, space_index, tmp_path / "stopping") as server:
+        server.upload("photo.jpg", PHOTO.read_bytes())
+        folder = private_folder(server)
+        stop_space(server)
+    assert server.process.returncode == 0, server.log_tail()
+    assert not folder.exists() and server.upload_dir.is_dir()  # the folder given (it may be /tmp) stays
 
 
 # --- Model files --------------------------------------------------------------------------------------------------
