@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: install browser demo demo-model test bench dist clean
+.PHONY: install browser demo demo-model test test-shuffled bench dist clean
 
 # Installed without their dependencies, pinned: grad-cam (the Grad-CAM reference) asks for opencv-python, which would
 # clash with the headless wheel; facenet-pytorch (MTCNN, the face detector) pins torch<2.3, numpy<2 and Pillow<10.3
@@ -31,8 +31,13 @@ demo-model: install
 demo: demo-model
 	$(PY) space/app.py
 
+# In file order (pytest-randomly off): the order that groups module fixtures best, the fastest run. test-shuffled runs
+# the same suite in a random order, its seed printed (SEED=N repeats one): no test may depend on another's leftovers.
 test: install browser
-	HF_HUB_OFFLINE=1 $(PY) -m pytest
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -p no:randomly
+
+test-shuffled: install browser
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -p randomly $(if $(SEED),--randomly-seed=$(SEED))
 
 # Bench-only peers, measured side by side with ours: ResMem (bench/inference.py) and faiss (bench/neighbours.py);
 # bench/faces.py needs nothing more (OpenCV's Haar cascade comes with opencv-python-headless 4.x). torchao, the other

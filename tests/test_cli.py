@@ -189,29 +189,25 @@ def test_a_model_of_several_heads_gets_an_uncertainty_column(tiny_model_dir, tmp
 # --- Step 15: check before working, paths confined, cells escaped -------------------------------------------------
 
 
-def run_cli(*arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "memorability.cli", *arguments], capture_output=True, text=True)
-
-
-def test_an_output_that_cannot_be_written_is_refused_before_any_work(tiny_model_dir, tmp_path):
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(tiny_model_dir, tmp_path, capsys):
     """The output's folder is a file: refused in one sentence, with exit status 2, before the model is loaded."""
     write_photos(tmp_path / "photos", 1)
     (tmp_path / "taken").write_text("a file where the output's folder should be")
-    result = run_cli("predict", str(tmp_path / "photos"), "--model", str(tmp_path / "no-model-here"),
-                     "--out", str(tmp_path / "taken" / "scores.csv"))  # fmt: skip
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip() == f"error: Cannot write {tmp_path / 'taken' / 'scores.csv'}: {tmp_path / 'taken'} " \
-        "is a file, not a folder; choose another output."  # fmt: skip
+    code = main(["predict", str(tmp_path / "photos"), "--model", str(tmp_path / "no-model-here"),
+                 "--out", str(tmp_path / "taken" / "scores.csv")])  # fmt: skip
+    assert code == 2
+    assert capsys.readouterr().err.strip() == f"error: Cannot write {tmp_path / 'taken' / 'scores.csv'}: " \
+        f"{tmp_path / 'taken'} is a file, not a folder; choose another output."  # fmt: skip
 
 
-def test_quantize_checks_where_it_writes_before_the_work(tiny_model_dir, tmp_path):
+def test_quantize_checks_where_it_writes_before_the_work(tiny_model_dir, tmp_path, capsys, monkeypatch):
     """It did all its work first (seconds on a tiny model, minutes on a ResNet50), then ended in a traceback."""
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
     (model / "onnx").write_text("a file where the int8 folder goes")
-    result = run_cli("quantize", str(model))
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().startswith(f"error: Cannot write {model / 'onnx' / 'model_int8.onnx'}: ")
+    monkeypatch.setattr("memorability.quantization.calibration_set", lambda *args: pytest.fail("the work began"))
+    assert main(["quantize", str(model)]) == 2
+    assert capsys.readouterr().err.strip().startswith(f"error: Cannot write {model / 'onnx' / 'model_int8.onnx'}: ")
 
 
 PEAK_OF_MAIN = """
@@ -241,7 +237,7 @@ def test_a_format_is_known_from_the_first_bytes_before_a_file_is_read_whole(tiny
                                                         "WebP, GIF, TIFF, BMP)."}  # fmt: skip
 
 
-def test_root_confines_the_paths_a_table_names(tiny_model_dir, tmp_path):
+def test_root_confines_the_paths_a_table_names(tiny_model_dir, tmp_path, capsys):
     """A table a service did not write may name /etc/shadow: with --root, such a row is refused, never read."""
     root = tmp_path / "service"
     write_photos(root / "photos", 1)
@@ -256,9 +252,9 @@ def test_root_confines_the_paths_a_table_names(tiny_model_dir, tmp_path):
     assert code == 1 and rows[0]["score"] and not rows[0]["error"]
     for row in rows[1:]:
         assert not row["score"] and row["error"].endswith(f"refused: outside the folder --root allows ({root}).")
-    result = run_cli("predict", str(outside), "--model", str(tiny_model_dir), "--root", str(root))
-    assert result.returncode == 2 and result.stderr.strip() == f"error: {outside}: outside the folder --root allows " \
-        f"({root})."  # fmt: skip
+    capsys.readouterr()
+    assert main(["predict", str(outside), "--model", str(tiny_model_dir), "--root", str(root)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {outside}: outside the folder --root allows ({root})."
 
 
 def test_names_that_would_start_a_spreadsheet_formula_are_escaped(tiny_model_dir, tmp_path, monkeypatch):

@@ -4,7 +4,7 @@ network gave it.
 
 Surfaces: the Space's /score, /ablations ("original" row) and /batch, `memorability predict`'s CSV and its run
 record, and `train/evaluate.py`. The network is chosen once per process by the same measured rule
-(memorability.forms); the measurement made here is cached and read by the processes the test starts.
+(memorability.forms); the measurement made here is cached and read by the Space, a process of its own.
 """
 
 import csv
@@ -19,11 +19,12 @@ from gradio_client import handle_file
 from space_server import EXAMPLES, running_space
 
 from memorability import forms
+from memorability.cli import main as cli_main
 from memorability.inference import Int8Predictor, load_predictor
 from memorability.int8 import Int8Session
 from memorability.quantization import quantize_model
+from train.evaluate import main as evaluate_main
 
-PROJECT = Path(__file__).resolve().parents[1]
 PHOTOS = sorted(EXAMPLES.glob("*.jpg"))  # scikit-image's astronaut, coffee, chelsea and rocket
 
 
@@ -51,8 +52,7 @@ def model(request, trained_sample_model, tmp_path_factory) -> tuple[Path, str]:
 
 def cli_scores(folder: Path, tmp_path: Path) -> tuple[dict[str, float], dict]:
     out = tmp_path / "scores.csv"
-    subprocess.run([sys.executable, "-m", "memorability.cli", "predict", *map(str, PHOTOS), "--model", str(folder),
-                    "--out", str(out)], check=True, capture_output=True)  # fmt: skip
+    assert cli_main(["predict", *map(str, PHOTOS), "--model", str(folder), "--out", str(out)]) == 0
     with out.open(newline="") as handle:
         scores = {Path(row["path"]).name: float(row["score"]) for row in csv.DictReader(handle)}
     return scores, json.loads((tmp_path / "scores.run.json").read_text())
@@ -63,8 +63,8 @@ def evaluated(folder: Path, tmp_path: Path) -> dict:
     table = tmp_path / "photos.csv"
     rows = [f"{photo},{0.5 + index / 10},test" for index, photo in enumerate(PHOTOS)]
     table.write_text("image,score,split\n" + "\n".join(rows) + "\n")
-    subprocess.run([sys.executable, str(PROJECT / "train" / "evaluate.py"), str(folder), "--data", str(table),
-                    "--out-dir", str(tmp_path / "eval"), "--num-workers", "0"], check=True, capture_output=True)  # fmt: skip
+    assert evaluate_main([str(folder), "--data", str(table), "--out-dir", str(tmp_path / "eval"), "--num-workers",
+                          "0"]) == 0  # fmt: skip
     return json.loads((tmp_path / "eval" / "eval_results.json").read_text())
 
 

@@ -6,7 +6,6 @@ Quantizing is slow per model (about 5 s for a tiny one), so each model is quanti
 
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -164,7 +163,7 @@ def test_a_neighbour_index_calibrates_with_its_thumbnails(tiny_model_dir, space_
     assert calibration["images"] + calibration["held_out_images"] == 60 and calibration["held_out_images"] > 0
 
 
-def test_a_model_with_constant_scores_is_blamed_not_int8(tiny_model_dir, tmp_path):
+def test_a_model_with_constant_scores_is_blamed_not_int8(tiny_model_dir, tmp_path, capsys, monkeypatch):
     """It reported "ρ nan", blamed int8 and printed a machine path: the float model's scores do not vary, so there is
     no ranking to keep. The message names the folder as the user wrote it."""
     from memorability.inference import load_model
@@ -174,10 +173,10 @@ def test_a_model_with_constant_scores_is_blamed_not_int8(tiny_model_dir, tmp_pat
     model.save_pretrained(tmp_path / "flat")
     processor.save_pretrained(tmp_path / "flat")
     before = sorted(path.name for path in (tmp_path / "flat").iterdir())
-    result = subprocess.run([sys.executable, "-m", "memorability.cli", "quantize", "flat"], cwd=tmp_path,
-                            capture_output=True, text=True)  # fmt: skip
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    message = result.stderr.strip().splitlines()[-1]
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["quantize", "flat"]) == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
     assert message.startswith("error: flat gives every calibration photo the same score (") and str(tmp_path) not in message
     assert "the float model is broken or untrained, not int8; nothing was written." in message
     assert sorted(path.name for path in (tmp_path / "flat").iterdir()) == before

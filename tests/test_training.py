@@ -20,6 +20,7 @@ from memorability.inference import load_predictor
 from memorability.metrics import regression_metrics
 from memorability.training import RESULTS_FILE, TrainingError, check_output_dir, cosine_with_warmup
 from memorability.training_args import TrainingArguments, parse_training_arguments
+from train.train import main as train_main
 
 PROJECT = Path(__file__).resolve().parents[1]
 TRAIN = PROJECT / "train" / "train.py"
@@ -216,7 +217,7 @@ def test_a_validation_figure_on_few_images_is_named_as_such(small_sample, tmp_pa
     assert "on 3 images (warning: only 3 images: a figure on so few means nothing)" in capsys.readouterr().out
 
 
-def test_a_csv_too_small_for_every_split_is_refused_in_one_sentence(tmp_path):
+def test_a_csv_too_small_for_every_split_is_refused_in_one_sentence(tmp_path, capsys):
     """Seven photos: the seeded 80/10/10 split gives the test split none (with 30 it gave validation 3)."""
     from PIL import Image
 
@@ -225,20 +226,18 @@ def test_a_csv_too_small_for_every_split_is_refused_in_one_sentence(tmp_path):
         Image.new("RGB", (16, 16), (number * 20, 40, 90)).save(tmp_path / f"{number}.jpg")
         rows.append(f"{number}.jpg,{0.5 + number / 40}")
     (tmp_path / "scores.csv").write_text("\n".join(rows) + "\n")
-    result = run_train("--data", str(tmp_path / "scores.csv"), "--output-dir", str(tmp_path / "run"), *FAST,
-                       check=False)  # fmt: skip
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'scores.csv'} gives a split no image")
+    assert train_main(["--data", str(tmp_path / "scores.csv"), "--output-dir", str(tmp_path / "run"), *FAST]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"error: {tmp_path / 'scores.csv'} gives a split no image")
 
 
-def test_backbone_weights_that_cannot_be_fetched_are_one_sentence(small_sample, tmp_path):
+def test_backbone_weights_that_cannot_be_fetched_are_one_sentence(small_sample, tmp_path, capsys):
     """`--backbone-weights microsoft/resnet-50` without the Hub spent about 70 s in retries, then ended in an
     accelerate traceback."""
     at = FAST.index("--backbone-weights")
     fast = FAST[:at] + FAST[at + 2 :]
-    result = run_train("--data", str(small_sample), "--output-dir", str(tmp_path / "run"), *fast,
-                       "--backbone-weights", "org/weights", check=False)  # fmt: skip
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith(
+    assert train_main(["--data", str(small_sample), "--output-dir", str(tmp_path / "run"), *fast,
+                       "--backbone-weights", "org/weights"]) == 2  # fmt: skip
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
         "error: org/weights: the backbone weights is a Hub id, but HF_HUB_OFFLINE is set"
     )
