@@ -88,6 +88,11 @@ class BackboneFamily:
         """Embeddings (B, D) from the last block's output."""
         raise NotImplementedError
 
+    def explained(self, hidden) -> torch.Tensor:
+        """The tensor of a block's output that a feature map is read from: the output itself, for a backbone that
+        reads the photo one way (ResMem carries two tensors between its blocks)."""
+        return hidden
+
     def feature_map(self, hidden: torch.Tensor, config: PreTrainedConfig, size: tuple[int, int]) -> torch.Tensor:
         """A block's output as (B, C, h, w) for an input of `size` (H, W)."""
         return hidden
@@ -222,6 +227,48 @@ class SiglipVisionFamily(VisionTransformerFamily):
         return len(self.feature_info(config)) - 1
 
 
+class ResMemFamily(BackboneFamily):
+    """ResMem (`memorability.modeling_resmem`): a ResNet and an AlexNet-style branch that both read the photo. The
+    ResNet's blocks carry the pixels beside their feature map, so that the branch, the last block, reads the photo
+    too: the hidden state between blocks is (pixels, map), then (the ResNet's last map, the branch's conv5 map), the
+    map Grad-CAM reads always second."""
+
+    model_types = ("resmem",)
+    channels_last = True
+    pooling = (
+        "the ResNet's 1,000 class logits (global average pooling, then its classifier) beside the AlexNet-style "
+        "branch's conv5 features (max-pooled, flattened), concatenated"
+    )
+    resnet = ResNetFamily()
+
+    def feature_blocks(self, backbone: nn.Module) -> list[tuple[str, Block]]:
+        chain: list[tuple[str, Block]] = [("resnet.embedder", lambda pixels: (pixels, backbone.resnet.embedder(pixels)))]
+        for index, stage in enumerate(backbone.resnet.encoder.stages):
+            chain.append((f"resnet.encoder.stages.{index}", lambda hidden, stage=stage: (hidden[0], stage(hidden[1]))))
+        chain.append(("branch.conv5", lambda hidden: (hidden[1], backbone.branch.conv5_features(hidden[0]))))
+        return chain
+
+    def pool(self, backbone: nn.Module, hidden: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The branch's pooled conv5 features, then the ResNet's logits (in the classifier's dtype), as ResMem
+        concatenates them."""
+        resnet, conv5 = hidden
+        classifier = backbone.classifier
+        logits = classifier(resnet.float().mean(dim=(2, 3)).to(classifier.weight.dtype))
+        return torch.cat([backbone.branch.pooled(conv5).float(), logits.float()], dim=1)
+
+    def explained(self, hidden) -> torch.Tensor:
+        return hidden[1]
+
+    def feature_info(self, config: PreTrainedConfig) -> list[FeatureInfo]:
+        stages = [FeatureInfo(f"resnet.encoder.stages.{index}", channels, 4 * 2**index)
+                  for index, channels in enumerate(config.resnet_hidden_sizes)]  # fmt: skip
+        branch = FeatureInfo("branch.conv5", config.branch_channels[-1], 16)  # 227 px → 13 cells: about 17 px each
+        return [FeatureInfo("resnet.embedder", config.resnet_embedding_size, 4), *stages, branch]
+
+    def fold_batch_norm(self, backbone: nn.Module) -> None:
+        self.resnet.fold_batch_norm(backbone.resnet)  # the branch has none (LRN is no batch norm)
+
+
 FAMILIES: tuple[BackboneFamily, ...] = (
     ResNetFamily(),
     ConvNextFamily(),
@@ -229,6 +276,7 @@ FAMILIES: tuple[BackboneFamily, ...] = (
     ViTFamily(),
     ClipVisionFamily(),
     SiglipVisionFamily(),
+    ResMemFamily(),
 )
 SUPPORTED_MODEL_TYPES = tuple(model_type for family in FAMILIES for model_type in family.model_types)
 

@@ -96,6 +96,14 @@ def command_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_import(args: argparse.Namespace) -> int:
+    from .resmem_import import import_resmem
+
+    out = import_resmem(args.out)
+    print(f"Wrote {out}: ResMem's published weights as a model folder (noncommercial licence: {out / 'LICENSE'}).")
+    return 0
+
+
 def command_sample_data(args: argparse.Namespace) -> int:
     from .sample_data import make_sample_data
 
@@ -190,6 +198,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="Keep the int8 file even when its scores stray from fp32 beyond the thresholds (recorded as such).",
     )
     quantize.set_defaults(run=command_quantize)
+
+    imported = commands.add_parser(
+        "import",
+        help="Convert a published memorability model installed from PyPI into a model folder: resmem.",
+        description="Convert the weights of an installed published model into an ordinary model folder. resmem: "
+        "ResMem (Needell & Bainbridge 2022), from `pip install --no-deps resmem==1.1.6` (490 MB), under its "
+        "noncommercial licence, whose text goes into the folder beside the weights.",
+    )
+    imported.add_argument("family", choices=("resmem",), help="The published model to convert.")
+    imported.add_argument("out", help="The model folder to write (replaced whole if it exists).")
+    imported.set_defaults(run=command_import)
 
     sample = commands.add_parser("sample-data", help="Write generated LaMem-format sample data with a known score rule.")
     sample.add_argument("out", help="Folder to write (images/, splits/, clean_scores.csv, README.txt).")

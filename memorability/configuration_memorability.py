@@ -5,6 +5,7 @@ from transformers import AutoConfig, PretrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 from .backbones import backbone_family
+from .configuration_resmem import ResMemConfig  # noqa: F401 - registers model type "resmem" with AutoConfig
 
 
 @strict

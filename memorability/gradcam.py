@@ -98,9 +98,9 @@ def capture(
         with torch.no_grad():
             for _, block in model.feature_blocks()[:cut]:
                 hidden = block(hidden)
-        activations = hidden.requires_grad_()
+        activations = model.family.explained(hidden).requires_grad_()  # the map, within what the next block takes
         with torch.enable_grad():
-            output = model.forward_from(activations, start=cut)
+            output = model.forward_from(hidden, start=cut)
             (gradients,) = torch.autograd.grad(output.scores.sum(), activations)
     output = MemorabilityOutput(**{key: value.detach() for key, value in output.items()})
     return model.feature_map(activations.detach(), size), model.feature_map(gradients, size), output

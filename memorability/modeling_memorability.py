@@ -17,6 +17,7 @@ from transformers.utils import logging as transformers_logging
 
 from .backbones import Block, FeatureInfo, backbone_family
 from .configuration_memorability import MemorabilityConfig
+from .modeling_resmem import ResMemModel  # noqa: F401 - registers the ResMem backbone with AutoModel
 
 
 @dataclass
